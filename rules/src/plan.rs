@@ -1,0 +1,567 @@
+//! The checked form of a rule: plain data that the engine executes and the
+//! reference evaluator interprets. Nothing here knows how it is run.
+//!
+//! A rule is a set of windowed aggregate *terms* over one stream each, a
+//! *condition* over the terms' values, a group key, a severity and a message
+//! template. Expressions are evaluated with SQL's three-valued logic: a
+//! comparison with a missing value is unknown, and a rule fires only when
+//! its condition is true.
+
+use crate::event::{Event, FieldValue};
+use crate::schema::{Field, StreamKind};
+use crate::sym::Sym;
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The four warning colours, in increasing order of urgency.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Blue = 1,
+    Yellow = 2,
+    Orange = 3,
+    Red = 4,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [Severity::Blue, Severity::Yellow, Severity::Orange, Severity::Red];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Blue => "blue",
+            Severity::Yellow => "yellow",
+            Severity::Orange => "orange",
+            Severity::Red => "red",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.name() == s)
+    }
+
+    pub fn from_level(level: u8) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| *v as u8 == level)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an alert is keyed by.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Cell,
+    District,
+}
+
+impl GroupBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Cell => "cell",
+            GroupBy::District => "district",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggFn {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl AggFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFn::Count => "count",
+            AggFn::Sum => "sum",
+            AggFn::Avg => "avg",
+            AggFn::Min => "min",
+            AggFn::Max => "max",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<AggFn> {
+        [AggFn::Count, AggFn::Sum, AggFn::Avg, AggFn::Min, AggFn::Max]
+            .into_iter()
+            .find(|a| a.name() == s)
+    }
+}
+
+/// An event-time window.
+///
+/// * `Sliding(w)`: at clock time `t` the window holds events with
+///   `t - w < ts <= t` (retraction rounded up to the engine's resolution).
+/// * `Tumbling(w)`: windows are `[k·w, (k+1)·w)` of event time; the result of
+///   a window is reported once it has closed, from `(k+1)·w` until the next
+///   window closes at `(k+2)·w`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "ms", rename_all = "lowercase")]
+pub enum Window {
+    Sliding(Millis),
+    Tumbling(Millis),
+}
+
+impl Window {
+    pub fn length(self) -> Millis {
+        match self {
+            Window::Sliding(w) | Window::Tumbling(w) => w,
+        }
+    }
+
+    /// How far back in event time the window can reach from the clock: the
+    /// horizon beyond which an event can no longer contribute.
+    pub fn reach(self) -> Millis {
+        match self {
+            Window::Sliding(w) => w,
+            Window::Tumbling(w) => 2 * w,
+        }
+    }
+}
+
+/// One windowed aggregate over one stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Term {
+    /// The name the message template and the alert's `values` use.
+    pub name: String,
+    pub agg: AggFn,
+    pub stream: StreamKind,
+    /// The aggregated expression; `None` only for `count`.
+    pub value: Option<Expr>,
+    /// Which events of the stream count; `None` means all.
+    pub filter: Option<Expr>,
+    pub window: Window,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// A literal in an `in [...]` list or a comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Number(f64),
+    String(Sym),
+    Bool(bool),
+}
+
+/// A typed expression. In filters and values the leaves are event fields;
+/// in conditions they are terms. The checker guarantees which.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expr {
+    Literal(Literal),
+    Field(Field),
+    Term(usize),
+    Neg(Box<Expr>),
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+    Compare(CmpOp, Box<Expr>, Box<Expr>),
+    In(Box<Expr>, Vec<Literal>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+}
+
+/// The value of an expression under three-valued logic.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Number(f64),
+    Sym(Sym),
+    Text(&'a str),
+    Bool(bool),
+}
+
+impl Value<'_> {
+    fn as_number(self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// `Some(true)`, `Some(false)` or unknown.
+    pub fn truth(self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+fn literal_value(l: &Literal) -> Value<'_> {
+    match l {
+        Literal::Number(n) => Value::Number(*n),
+        Literal::String(s) => Value::Sym(*s),
+        Literal::Bool(b) => Value::Bool(*b),
+    }
+}
+
+fn values_equal(a: Value, b: Value) -> Option<bool> {
+    match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => None,
+        (Value::Number(x), Value::Number(y)) => Some(x == y),
+        (Value::Sym(x), Value::Sym(y)) => Some(x == y),
+        (Value::Sym(x), Value::Text(y)) | (Value::Text(y), Value::Sym(x)) => Some(x.as_str() == y),
+        (Value::Text(x), Value::Text(y)) => Some(x == y),
+        (Value::Bool(x), Value::Bool(y)) => Some(x == y),
+        _ => Some(false),
+    }
+}
+
+fn text_of(v: Value<'_>) -> Option<&str> {
+    match v {
+        Value::Sym(s) => Some(s.as_str()),
+        Value::Text(t) => Some(t),
+        _ => None,
+    }
+}
+
+impl Expr {
+    /// Evaluates with `leaf` supplying fields and terms.
+    pub fn eval<'a>(&self, leaf: &impl Fn(&Expr) -> Value<'a>) -> Value<'a> {
+        match self {
+            Expr::Literal(l) => match l {
+                Literal::Number(n) => Value::Number(*n),
+                Literal::String(s) => Value::Sym(*s),
+                Literal::Bool(b) => Value::Bool(*b),
+            },
+            Expr::Field(_) | Expr::Term(_) => leaf(self),
+            Expr::Neg(e) => match e.eval(leaf).as_number() {
+                Some(n) => Value::Number(-n),
+                None => Value::Null,
+            },
+            Expr::Arith(op, a, b) => {
+                match (a.eval(leaf).as_number(), b.eval(leaf).as_number()) {
+                    (Some(x), Some(y)) => {
+                        let r = match op {
+                            ArithOp::Add => x + y,
+                            ArithOp::Sub => x - y,
+                            ArithOp::Mul => x * y,
+                            ArithOp::Div => x / y,
+                        };
+                        if r.is_finite() {
+                            Value::Number(r)
+                        } else {
+                            Value::Null
+                        }
+                    }
+                    _ => Value::Null,
+                }
+            }
+            Expr::Compare(op, a, b) => {
+                let (x, y) = (a.eval(leaf), b.eval(leaf));
+                let r = match op {
+                    CmpOp::Eq => values_equal(x, y),
+                    CmpOp::Ne => values_equal(x, y).map(|e| !e),
+                    _ => {
+                        let ord = match (x, y) {
+                            (Value::Number(p), Value::Number(q)) => p.partial_cmp(&q),
+                            _ => match (text_of(x), text_of(y)) {
+                                (Some(p), Some(q)) => Some(p.cmp(q)),
+                                _ => None,
+                            },
+                        };
+                        ord.map(|o| match op {
+                            CmpOp::Lt => o.is_lt(),
+                            CmpOp::Le => o.is_le(),
+                            CmpOp::Gt => o.is_gt(),
+                            CmpOp::Ge => o.is_ge(),
+                            CmpOp::Eq | CmpOp::Ne => unreachable!("handled above"),
+                        })
+                    }
+                };
+                r.map_or(Value::Null, Value::Bool)
+            }
+            Expr::In(e, list) => {
+                let x = e.eval(leaf);
+                if matches!(x, Value::Null) {
+                    return Value::Null;
+                }
+                Value::Bool(
+                    list.iter()
+                        .any(|l| values_equal(x, literal_value(l)) == Some(true)),
+                )
+            }
+            Expr::And(a, b) => match (a.eval(leaf).truth(), b.eval(leaf).truth()) {
+                (Some(false), _) | (_, Some(false)) => Value::Bool(false),
+                (Some(true), Some(true)) => Value::Bool(true),
+                _ => Value::Null,
+            },
+            Expr::Or(a, b) => match (a.eval(leaf).truth(), b.eval(leaf).truth()) {
+                (Some(true), _) | (_, Some(true)) => Value::Bool(true),
+                (Some(false), Some(false)) => Value::Bool(false),
+                _ => Value::Null,
+            },
+            Expr::Not(e) => match e.eval(leaf).truth() {
+                Some(b) => Value::Bool(!b),
+                None => Value::Null,
+            },
+        }
+    }
+
+    /// Evaluates a filter or value expression against one event.
+    pub fn eval_event<'a>(&self, event: &'a Event) -> Value<'a> {
+        self.eval(&|leaf| match leaf {
+            Expr::Field(f) => match event.field(*f) {
+                FieldValue::Missing => Value::Null,
+                FieldValue::Number(n) => Value::Number(n),
+                FieldValue::Sym(s) => Value::Sym(s),
+                FieldValue::Text(t) => Value::Text(t),
+            },
+            _ => Value::Null,
+        })
+    }
+
+    /// Whether a filter admits an event (unknown counts as no).
+    pub fn admits(&self, event: &Event) -> bool {
+        self.eval_event(event).truth() == Some(true)
+    }
+
+    /// Evaluates a condition given each term's current value.
+    pub fn eval_terms(&self, terms: &[Option<f64>]) -> Value<'static> {
+        self.eval(&|leaf| match leaf {
+            Expr::Term(i) => terms
+                .get(*i)
+                .copied()
+                .flatten()
+                .map_or(Value::Null, Value::Number),
+            _ => Value::Null,
+        })
+    }
+}
+
+/// A piece of a message template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplatePart {
+    Text(String),
+    /// `{name}` or `{name:.N}` — N digits after the decimal point.
+    Var { var: TemplateVar, precision: Option<u8> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateVar {
+    /// The group key (`{cell}` or `{district}`).
+    Key,
+    /// The district's name (`{district_name}`), from reference data.
+    DistrictName,
+    /// A term's value, by index.
+    Term(usize),
+    Rule,
+    Title,
+    Severity,
+}
+
+/// A checked rule, ready to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RulePlan {
+    pub name: String,
+    pub title: String,
+    pub severity: Severity,
+    pub group_by: GroupBy,
+    pub terms: Vec<Term>,
+    pub condition: Expr,
+    pub message: Vec<TemplatePart>,
+    /// Where the rule came from, for people: `file:line`.
+    pub origin: String,
+    /// The rule's text exactly as written, from `rule` to its closing brace.
+    pub source: String,
+}
+
+impl RulePlan {
+    /// The longest event-time reach of any term: how much history the rule
+    /// needs to be whole.
+    pub fn reach(&self) -> Millis {
+        self.terms.iter().map(|t| t.window.reach()).max().unwrap_or(0)
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = StreamKind> + '_ {
+        self.terms.iter().map(|t| t.stream)
+    }
+}
+
+/// The current value of one term for one key.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct TermStats {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl TermStats {
+    pub fn of(x: f64) -> TermStats {
+        TermStats {
+            count: 1,
+            sum: x,
+            min: x,
+            max: x,
+        }
+    }
+
+    pub fn merge(&mut self, other: &TermStats) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// The aggregate's value; empty windows give 0 for count and sum and
+    /// nothing for the others.
+    pub fn value(&self, agg: AggFn) -> Option<f64> {
+        match agg {
+            AggFn::Count => Some(self.count as f64),
+            AggFn::Sum => Some(if self.count == 0 { 0.0 } else { self.sum }),
+            _ if self.count == 0 => None,
+            AggFn::Avg => Some(self.sum / self.count as f64),
+            AggFn::Min => Some(self.min),
+            AggFn::Max => Some(self.max),
+        }
+    }
+}
+
+/// What one event contributes to a term, if anything: `Some(x)` where x is
+/// the aggregated value (1 for count).
+pub fn term_input(term: &Term, event: &Event) -> Option<f64> {
+    if event.stream() != term.stream {
+        return None;
+    }
+    if let Some(f) = &term.filter {
+        if !f.admits(event) {
+            return None;
+        }
+    }
+    match &term.value {
+        None => Some(1.0),
+        Some(v) => match v.eval_event(event) {
+            Value::Number(x) => Some(x),
+            _ => None,
+        },
+    }
+}
+
+/// Renders a message template. `key` is the group key as text, `district`
+/// the district's display name when known.
+pub fn render_message(
+    plan: &RulePlan,
+    key: &str,
+    district_name: Option<&str>,
+    severity: Severity,
+    values: &[Option<f64>],
+) -> String {
+    let mut out = String::new();
+    for part in &plan.message {
+        match part {
+            TemplatePart::Text(t) => out.push_str(t),
+            TemplatePart::Var { var, precision } => match var {
+                TemplateVar::Key => out.push_str(key),
+                TemplateVar::DistrictName => out.push_str(district_name.unwrap_or(key)),
+                TemplateVar::Rule => out.push_str(&plan.name),
+                TemplateVar::Title => out.push_str(&plan.title),
+                TemplateVar::Severity => out.push_str(severity.name()),
+                TemplateVar::Term(i) => match values.get(*i).copied().flatten() {
+                    Some(x) => out.push_str(&format_number(x, *precision)),
+                    None => out.push('–'),
+                },
+            },
+        }
+    }
+    out
+}
+
+/// Formats a number for people: fixed precision when asked, otherwise at
+/// most three decimals without trailing zeros.
+pub fn format_number(x: f64, precision: Option<u8>) -> String {
+    match precision {
+        Some(p) => format!("{:.*}", p as usize, x),
+        None => {
+            let s = format!("{x:.3}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".into()
+            } else {
+                s.to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_valued_logic() {
+        let gt = |t: usize, n: f64| {
+            Expr::Compare(
+                CmpOp::Gt,
+                Box::new(Expr::Term(t)),
+                Box::new(Expr::Literal(Literal::Number(n))),
+            )
+        };
+        let both = Expr::And(Box::new(gt(0, 1.0)), Box::new(gt(1, 1.0)));
+        assert_eq!(both.eval_terms(&[Some(2.0), None]), Value::Null);
+        assert_eq!(both.eval_terms(&[Some(0.0), None]), Value::Bool(false));
+        let either = Expr::Or(Box::new(gt(0, 1.0)), Box::new(gt(1, 1.0)));
+        assert_eq!(either.eval_terms(&[Some(2.0), None]), Value::Bool(true));
+        assert_eq!(Expr::Not(Box::new(gt(0, 1.0))).eval_terms(&[None]), Value::Null);
+    }
+
+    #[test]
+    fn stats_values() {
+        let mut s = TermStats::default();
+        assert_eq!(s.value(AggFn::Count), Some(0.0));
+        assert_eq!(s.value(AggFn::Avg), None);
+        s.merge(&TermStats::of(2.0));
+        s.merge(&TermStats::of(4.0));
+        assert_eq!(s.value(AggFn::Avg), Some(3.0));
+        assert_eq!(s.value(AggFn::Max), Some(4.0));
+        assert_eq!(format_number(0.30000000001, None), "0.3");
+        assert_eq!(format_number(12.0, Some(1)), "12.0");
+    }
+}
