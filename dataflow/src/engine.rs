@@ -1,0 +1,565 @@
+//! The engine: timely workers on their own threads, fed by bounded command
+//! channels, reporting alert changes in time order.
+//!
+//! Every worker builds the same dataflow. Events go to one worker each
+//! (routed by place, so that one place's events combine on one worker);
+//! clock advances, rule changes and reference data go to all workers, in one
+//! order, under one lock. After each step a worker reports its output
+//! frontier; the merger thread releases the changes of every time that all
+//! workers have finished, consolidated and in order.
+
+use crate::alerts::{alerts, ReferenceCollections};
+use crate::registry::PlanRegistry;
+use crate::types::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
+use crate::window::{windows, WindowConfig, WindowInput, WindowStats};
+use differential_dataflow::input::Input as _;
+use jingzhi_rules::event::{Event, Location};
+use jingzhi_rules::plan::RulePlan;
+use jingzhi_rules::space::{CellId, ReferenceChange};
+use jingzhi_rules::Sym;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::Thread;
+use std::time::Duration;
+use timely::dataflow::operators::vec::Input as _;
+use tokio::sync::mpsc;
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Timely worker threads.
+    pub workers: usize,
+    pub window: WindowConfig,
+    /// Commands buffered per worker before senders wait.
+    pub command_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            window: WindowConfig {
+                resolution_ms: 1000,
+                keep_history: true,
+                min_history_ms: 0,
+            },
+            command_capacity: 1024,
+        }
+    }
+}
+
+/// What the engine reports, in order.
+#[derive(Debug)]
+pub enum EngineOutput {
+    /// The consolidated changes to the alert collection at `time`.
+    Changes {
+        time: Time,
+        updates: Vec<AlertUpdate>,
+    },
+    /// Every change at a time before `through` has been reported.
+    Complete { through: Time },
+    /// A worker stopped; no further output will come.
+    Stopped { reason: String },
+}
+
+#[derive(Debug)]
+enum Command {
+    Events(Vec<Event>),
+    Advance(Time),
+    AddRule(RuleId, Arc<RulePlan>),
+    RemoveRule(RuleId),
+    Reference(Vec<ReferenceChange>),
+    Shutdown,
+}
+
+/// An alert as the dataflow keys it.
+type KeyedAlert = ((RuleId, GroupKey), AlertRow);
+
+enum WorkerReport {
+    Updates(Vec<(KeyedAlert, Time, isize)>),
+    Frontier(usize, Time),
+    Exited,
+}
+
+/// Errors the engine can report to its caller.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the dataflow engine has stopped")]
+    Stopped,
+    #[error("could not start timely workers: {0}")]
+    Start(String),
+    #[error("the clock cannot go back from {current} to {requested}")]
+    ClockBackwards { current: Time, requested: Time },
+}
+
+struct Control {
+    clock: Time,
+}
+
+/// A running engine. Dropping it stops the workers.
+pub struct Engine {
+    senders: Vec<mpsc::Sender<Command>>,
+    threads: Vec<Thread>,
+    control: tokio::sync::Mutex<Control>,
+    registry: PlanRegistry,
+    next_rule: AtomicU32,
+    stats: Vec<Arc<WindowStats>>,
+    guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
+}
+
+impl Engine {
+    /// Starts the workers with an empty alert collection at clock `clock`.
+    /// Returns the engine and the receiver of its output.
+    pub fn start(
+        config: EngineConfig,
+        clock: Time,
+    ) -> Result<(Engine, std_mpsc::Receiver<EngineOutput>), EngineError> {
+        let workers = config.workers.max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel(config.command_capacity.max(1));
+            senders.push(tx);
+            receivers.push(Some(rx));
+        }
+        let receivers = Arc::new(Mutex::new(receivers));
+        let stats: Vec<Arc<WindowStats>> = (0..workers).map(|_| Arc::default()).collect();
+        let registry = PlanRegistry::default();
+        let (report_tx, report_rx) = std_mpsc::channel::<WorkerReport>();
+        let (thread_tx, thread_rx) = std_mpsc::channel::<(usize, Thread)>();
+        let (out_tx, out_rx) = std_mpsc::channel();
+
+        let worker_stats = stats.clone();
+        let worker_registry = registry.clone();
+        let window_config = config.window.clone();
+        let report_tx = Mutex::new(report_tx);
+        let thread_tx = Mutex::new(thread_tx);
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let report = report_tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let _ = thread_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send((index, std::thread::current()));
+            let rx = receivers.lock().unwrap_or_else(|e| e.into_inner())[index].take();
+            let Some(rx) = rx else { return };
+            run_worker(
+                worker,
+                rx,
+                report,
+                window_config.clone(),
+                worker_stats[index].clone(),
+                worker_registry.clone(),
+                clock,
+            );
+        })
+        .map_err(EngineError::Start)?;
+
+        let mut threads: Vec<Option<Thread>> = vec![None; workers];
+        for _ in 0..workers {
+            let (i, t) = thread_rx
+                .recv()
+                .map_err(|_| EngineError::Start("a worker did not start".into()))?;
+            threads[i] = Some(t);
+        }
+        let threads = threads.into_iter().flatten().collect();
+
+        std::thread::Builder::new()
+            .name("jingzhi-merge".into())
+            .spawn(move || merge_outputs(workers, report_rx, out_tx))
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+
+        Ok((
+            Engine {
+                senders,
+                threads,
+                control: tokio::sync::Mutex::new(Control { clock }),
+                registry,
+                next_rule: AtomicU32::new(1),
+                stats,
+                guards: Mutex::new(Some(guards)),
+            },
+            out_rx,
+        ))
+    }
+
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The clock as last advanced.
+    pub async fn clock(&self) -> Time {
+        self.control.lock().await.clock
+    }
+
+    async fn send(&self, worker: usize, cmd: Command) -> Result<(), EngineError> {
+        self.senders[worker]
+            .send(cmd)
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        self.threads[worker].unpark();
+        Ok(())
+    }
+
+    async fn broadcast(&self, make: impl Fn() -> Command) -> Result<(), EngineError> {
+        for w in 0..self.senders.len() {
+            self.send(w, make()).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands events to the workers. They enter the dataflow at the next
+    /// instant after the current clock (their windows start at `ts` or then,
+    /// whichever is later).
+    pub async fn send_events(&self, events: Vec<Event>) -> Result<(), EngineError> {
+        let _control = self.control.lock().await;
+        let n = self.senders.len();
+        if n == 1 {
+            return self.send(0, Command::Events(events)).await;
+        }
+        let mut parts: Vec<Vec<Event>> = (0..n)
+            .map(|_| Vec::with_capacity(events.len() / n + 1))
+            .collect();
+        for e in events {
+            let w = match &e.location {
+                Location::Cell(c) => *c as usize % n,
+                Location::Sensor(s) | Location::Segment(s) => sym_route(*s) % n,
+            };
+            parts[w].push(e);
+        }
+        for (w, part) in parts.into_iter().enumerate() {
+            if !part.is_empty() {
+                self.send(w, Command::Events(part)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances the clock: every time up to and including `clock` becomes
+    /// final. A clock at or before the current one is ignored.
+    pub async fn advance(&self, clock: Time) -> Result<(), EngineError> {
+        let mut control = self.control.lock().await;
+        if clock <= control.clock {
+            return Ok(());
+        }
+        control.clock = clock;
+        self.broadcast(|| Command::Advance(clock)).await
+    }
+
+    /// Installs a rule at the next instant; returns its id.
+    pub async fn add_rule(&self, plan: Arc<RulePlan>) -> Result<RuleId, EngineError> {
+        let _control = self.control.lock().await;
+        let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
+        self.registry.insert(id, plan.clone());
+        self.broadcast(|| Command::AddRule(id, plan.clone()))
+            .await?;
+        Ok(id)
+    }
+
+    /// Removes a rule at the next instant; its alerts retract then.
+    pub async fn remove_rule(&self, id: RuleId) -> Result<(), EngineError> {
+        let _control = self.control.lock().await;
+        self.broadcast(|| Command::RemoveRule(id)).await
+    }
+
+    /// Applies reference data changes at the next instant.
+    pub async fn update_reference(&self, changes: Vec<ReferenceChange>) -> Result<(), EngineError> {
+        let _control = self.control.lock().await;
+        self.send(0, Command::Reference(changes)).await
+    }
+
+    /// The plan installed under `id`.
+    pub fn plan(&self, id: RuleId) -> Option<Arc<RulePlan>> {
+        self.registry.get(id)
+    }
+
+    /// Records held by the window operators (pending entries and exits) and
+    /// events kept as history, summed over workers.
+    pub fn retained(&self) -> RetainedStats {
+        let mut r = RetainedStats::default();
+        for s in &self.stats {
+            r.pending_inserts += s.pending_inserts.load(Ordering::Relaxed);
+            r.pending_retracts += s.pending_retracts.load(Ordering::Relaxed);
+            r.history_events += s.history_events.load(Ordering::Relaxed);
+            r.events += s.events.load(Ordering::Relaxed);
+            r.expired_contributions += s.expired_contributions.load(Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Stops the workers after the commands already sent, and waits for them.
+    pub async fn shutdown(&self) {
+        {
+            let _control = self.control.lock().await;
+            let _ = self.broadcast(|| Command::Shutdown).await;
+        }
+        let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(guards) = guards {
+            let _ = tokio::task::spawn_blocking(move || drop(guards)).await;
+        }
+    }
+}
+
+/// Summed counters of the window operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetainedStats {
+    pub pending_inserts: u64,
+    pub pending_retracts: u64,
+    pub history_events: u64,
+    pub events: u64,
+    pub expired_contributions: u64,
+}
+
+impl RetainedStats {
+    /// Records the engine holds for open windows.
+    pub fn window_records(&self) -> u64 {
+        self.pending_inserts + self.pending_retracts
+    }
+}
+
+fn sym_route(s: Sym) -> usize {
+    // Symbols are dense integers; hashing the text keeps routing stable
+    // across processes.
+    s.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) as usize
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropping the senders disconnects the workers, which then exit.
+        self.senders.clear();
+        for t in &self.threads {
+            t.unpark();
+        }
+        let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(guards);
+    }
+}
+
+/// One worker: build the dataflow, then apply commands and step.
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    mut rx: mpsc::Receiver<Command>,
+    report: std_mpsc::Sender<WorkerReport>,
+    window_config: WindowConfig,
+    stats: Arc<WindowStats>,
+    registry: PlanRegistry,
+    clock: Time,
+) {
+    let index = worker.index();
+    let sink = report.clone();
+    let (mut input, mut sensors_in, mut segments_in, mut cells_in, probe) = worker
+        .dataflow::<Time, _, _>(|scope| {
+            let (input, stream) = scope.new_input::<WindowInput>();
+            let (sensors_in, sensors) = scope.new_collection::<(Sym, CellId), isize>();
+            let (segments_in, segments) = scope.new_collection::<(Sym, CellId), isize>();
+            let (cells_in, cell_district) = scope.new_collection::<(CellId, Sym), isize>();
+            let partials = windows(stream, window_config, stats);
+            let reference = ReferenceCollections {
+                sensors,
+                segments,
+                cell_district,
+            };
+            let (probe, _) = alerts(partials, reference, registry)
+                .inspect_batch(move |_stamp, updates| {
+                    if !updates.is_empty() {
+                        let _ = sink.send(WorkerReport::Updates(updates.to_vec()));
+                    }
+                })
+                .probe();
+            (input, sensors_in, segments_in, cells_in, probe)
+        });
+
+    let epoch = clock + 1;
+    input.advance_to(epoch);
+    sensors_in.advance_to(epoch);
+    segments_in.advance_to(epoch);
+    cells_in.advance_to(epoch);
+    // Worker 0 owns the reference collections' contents.
+    let mut sensor_cells: HashMap<Sym, CellId> = HashMap::new();
+    let mut segment_cells: HashMap<Sym, CellId> = HashMap::new();
+    let mut cell_districts: BTreeMap<CellId, Sym> = BTreeMap::new();
+    let mut reported = 0;
+    let mut running = true;
+
+    while running {
+        let mut handled = 0;
+        while handled < 256 {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    handled += 1;
+                    match cmd {
+                        Command::Events(events) => {
+                            for e in events {
+                                input.send(WindowInput::Event(e));
+                            }
+                        }
+                        Command::AddRule(id, plan) => input.send(WindowInput::AddRule(id, plan)),
+                        Command::RemoveRule(id) => input.send(WindowInput::RemoveRule(id)),
+                        Command::Reference(changes) if index == 0 => {
+                            for change in changes {
+                                apply_reference(
+                                    change,
+                                    &mut sensors_in,
+                                    &mut segments_in,
+                                    &mut cells_in,
+                                    &mut sensor_cells,
+                                    &mut segment_cells,
+                                    &mut cell_districts,
+                                );
+                            }
+                        }
+                        Command::Reference(_) => {}
+                        Command::Shutdown => {
+                            running = false;
+                            break;
+                        }
+                        Command::Advance(clock) => {
+                            let next = clock.saturating_add(1);
+                            if next > *input.time() {
+                                input.advance_to(next);
+                                sensors_in.advance_to(next);
+                                segments_in.advance_to(next);
+                                cells_in.advance_to(next);
+                                sensors_in.flush();
+                                segments_in.flush();
+                                cells_in.flush();
+                            }
+                        }
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    running = false;
+                    break;
+                }
+            }
+        }
+        let park = if handled == 0 {
+            Some(Duration::from_millis(100))
+        } else {
+            Some(Duration::ZERO)
+        };
+        worker.step_or_park(park);
+        let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(Time::MAX));
+        if frontier != reported {
+            reported = frontier;
+            if report
+                .send(WorkerReport::Frontier(index, frontier))
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+    let _ = report.send(WorkerReport::Exited);
+}
+
+fn apply_reference(
+    change: ReferenceChange,
+    sensors_in: &mut differential_dataflow::input::InputSession<Time, (Sym, CellId), isize>,
+    segments_in: &mut differential_dataflow::input::InputSession<Time, (Sym, CellId), isize>,
+    cells_in: &mut differential_dataflow::input::InputSession<Time, (CellId, Sym), isize>,
+    sensor_cells: &mut HashMap<Sym, CellId>,
+    segment_cells: &mut HashMap<Sym, CellId>,
+    cell_districts: &mut BTreeMap<CellId, Sym>,
+) {
+    match change {
+        ReferenceChange::UpsertSensor(s) => {
+            if let Some(old) = sensor_cells.insert(s.id, s.cell) {
+                sensors_in.remove((s.id, old));
+            }
+            sensors_in.insert((s.id, s.cell));
+        }
+        ReferenceChange::RemoveSensor { id } => {
+            if let Some(old) = sensor_cells.remove(&id) {
+                sensors_in.remove((id, old));
+            }
+        }
+        ReferenceChange::UpsertSegment(s) => {
+            if let Some(old) = segment_cells.insert(s.id, s.cell) {
+                segments_in.remove((s.id, old));
+            }
+            segments_in.insert((s.id, s.cell));
+        }
+        ReferenceChange::RemoveSegment { id } => {
+            if let Some(old) = segment_cells.remove(&id) {
+                segments_in.remove((id, old));
+            }
+        }
+        ReferenceChange::AssignCell { cell, district } => {
+            if let Some(old) = cell_districts.remove(&cell) {
+                cells_in.remove((cell, old));
+            }
+            if let Some(d) = district {
+                cell_districts.insert(cell, d);
+                cells_in.insert((cell, d));
+            }
+        }
+    }
+}
+
+/// Collects worker reports and releases complete times in order.
+fn merge_outputs(
+    workers: usize,
+    reports: std_mpsc::Receiver<WorkerReport>,
+    out: std_mpsc::Sender<EngineOutput>,
+) {
+    let mut frontiers = vec![0; workers];
+    let mut pending: BTreeMap<Time, Vec<(KeyedAlert, isize)>> = BTreeMap::new();
+    let mut released = 0;
+    let mut exited = 0;
+    while let Ok(report) = reports.recv() {
+        match report {
+            WorkerReport::Updates(updates) => {
+                for (data, time, diff) in updates {
+                    pending.entry(time).or_default().push((data, diff));
+                }
+            }
+            WorkerReport::Frontier(w, f) => {
+                frontiers[w] = f;
+                let through = frontiers.iter().copied().min().unwrap_or(0);
+                if through > released {
+                    while let Some(entry) = pending.first_entry() {
+                        if *entry.key() >= through {
+                            break;
+                        }
+                        let time = *entry.key();
+                        let mut updates = entry.remove();
+                        differential_dataflow::consolidation::consolidate(&mut updates);
+                        if updates.is_empty() {
+                            continue;
+                        }
+                        let updates = updates
+                            .into_iter()
+                            .map(|(((rule, key), row), diff)| AlertUpdate {
+                                rule,
+                                key,
+                                row,
+                                diff,
+                            })
+                            .collect();
+                        if out.send(EngineOutput::Changes { time, updates }).is_err() {
+                            return;
+                        }
+                    }
+                    released = through;
+                    if out.send(EngineOutput::Complete { through }).is_err() {
+                        return;
+                    }
+                }
+            }
+            WorkerReport::Exited => {
+                exited += 1;
+                if exited == workers {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = out.send(EngineOutput::Stopped {
+        reason: "workers exited".into(),
+    });
+}

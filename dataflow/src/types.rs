@@ -1,0 +1,156 @@
+//! The records that flow through the engine's dataflow.
+
+use jingzhi_rules::event::Location;
+use jingzhi_rules::plan::{GroupBy, Severity, TermStats};
+use jingzhi_rules::space::CellId;
+use jingzhi_rules::Sym;
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Logical time of the dataflow: the engine clock, in epoch milliseconds.
+pub type Time = u64;
+
+/// One installed version of a rule. Publishing a changed rule installs a new
+/// id; ids are never reused within a process.
+pub type RuleId = u32;
+
+/// An `f64` with the total order differential's sorting needs.
+#[derive(Copy, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct F64(pub f64);
+
+impl PartialEq for F64 {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0) == Ordering::Equal
+    }
+}
+impl Eq for F64 {}
+impl PartialOrd for F64 {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for F64 {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl std::hash::Hash for F64 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+impl fmt::Debug for F64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a contribution happened, before reference data resolves it to a cell.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Place {
+    Cell(CellId),
+    Sensor(Sym),
+    Segment(Sym),
+}
+
+impl From<&Location> for Place {
+    fn from(l: &Location) -> Place {
+        match l {
+            Location::Cell(c) => Place::Cell(*c),
+            Location::Sensor(s) => Place::Sensor(*s),
+            Location::Segment(s) => Place::Segment(*s),
+        }
+    }
+}
+
+/// What one alert is about.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum GroupKey {
+    Cell(CellId),
+    District(Sym),
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupKey::Cell(c) => write!(f, "{c}"),
+            GroupKey::District(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// A combined contribution of one or more events to one term of one rule,
+/// entering and leaving the window together.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Partial {
+    pub term: u16,
+    pub count: u64,
+    pub sum: F64,
+    pub min: F64,
+    pub max: F64,
+}
+
+impl Partial {
+    pub fn new(term: u16, x: f64) -> Partial {
+        Partial {
+            term,
+            count: 1,
+            sum: F64(x),
+            min: F64(x),
+            max: F64(x),
+        }
+    }
+
+    pub fn add(&mut self, x: f64) {
+        self.count += 1;
+        self.sum.0 += x;
+        if x < self.min.0 {
+            self.min = F64(x);
+        }
+        if x > self.max.0 {
+            self.max = F64(x);
+        }
+    }
+
+    pub fn stats(&self) -> TermStats {
+        TermStats {
+            count: self.count,
+            sum: self.sum.0,
+            min: self.min.0,
+            max: self.max.0,
+        }
+    }
+}
+
+/// The key of a partial on its way to its group: rule, how it groups, where.
+pub type PartialKey = (RuleId, GroupBy, Place);
+
+/// One term's window contents for one key, as evidence.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TermEvidence {
+    pub count: u64,
+    pub sum: F64,
+    pub min: F64,
+    pub max: F64,
+}
+
+/// The state of an active alert as the dataflow computes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub severity: Severity,
+    /// Each term's value (`None` where the window is empty).
+    pub values: Vec<Option<F64>>,
+    /// Each term's count and extremes.
+    pub evidence: Vec<TermEvidence>,
+}
+
+/// A change to the alert collection at one time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertUpdate {
+    pub rule: RuleId,
+    pub key: GroupKey,
+    pub row: AlertRow,
+    pub diff: isize,
+}

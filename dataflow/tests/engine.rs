@@ -1,0 +1,299 @@
+//! The engine against plain batch computations of the same windows.
+
+use jingzhi_dataflow::{Engine, EngineConfig, EngineOutput, GroupKey, Time, WindowConfig};
+use jingzhi_rules::event::{Body, Event, Incident, Location, Sensor, Traffic};
+use jingzhi_rules::plan::{
+    AggFn, CmpOp, Expr, GroupBy, Literal, RulePlan, Severity, TemplatePart, Term, Window,
+};
+use jingzhi_rules::schema::{Field, StreamKind};
+use jingzhi_rules::Sym;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+const T0: Time = 1_767_225_600_000;
+const W: Time = 300_000;
+
+fn cmp(op: CmpOp, a: Expr, n: f64) -> Expr {
+    Expr::Compare(op, Box::new(a), Box::new(Expr::Literal(Literal::Number(n))))
+}
+
+fn w1_plan() -> RulePlan {
+    let water = Term {
+        name: "water".into(),
+        agg: AggFn::Max,
+        stream: StreamKind::Sensor,
+        value: Some(Expr::Field(Field::Value)),
+        filter: Some(Expr::Compare(
+            CmpOp::Eq,
+            Box::new(Expr::Field(Field::SensorKind)),
+            Box::new(Expr::Literal(Literal::String(
+                Sym::intern("water_level").unwrap(),
+            ))),
+        )),
+        window: Window::Tumbling(W),
+    };
+    let speed = Term {
+        name: "speed".into(),
+        agg: AggFn::Avg,
+        stream: StreamKind::Traffic,
+        value: Some(Expr::Field(Field::SpeedKmh)),
+        filter: None,
+        window: Window::Tumbling(W),
+    };
+    let incidents = Term {
+        name: "incidents".into(),
+        agg: AggFn::Count,
+        stream: StreamKind::Incident,
+        value: None,
+        filter: None,
+        window: Window::Tumbling(W),
+    };
+    RulePlan {
+        name: "w1".into(),
+        title: "W1".into(),
+        severity: Severity::Red,
+        group_by: GroupBy::Cell,
+        terms: vec![water, speed, incidents],
+        condition: Expr::And(
+            Box::new(Expr::And(
+                Box::new(cmp(CmpOp::Gt, Expr::Term(0), 0.3)),
+                Box::new(cmp(CmpOp::Lt, Expr::Term(1), 15.0)),
+            )),
+            Box::new(cmp(CmpOp::Ge, Expr::Term(2), 1.0)),
+        ),
+        message: vec![TemplatePart::Text("W1".into())],
+        origin: "test".into(),
+        source: String::new(),
+    }
+}
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn w1_events(n: usize, cells: u32, seed: u64) -> Vec<Event> {
+    let mut rng = Rng(seed);
+    let span = 3_600_000u64;
+    (0..n)
+        .map(|i| {
+            let ts = T0 + (i as u64 * span) / n as u64;
+            let cell = rng.below(u64::from(cells)) as u32;
+            let hot = cell % 3 == 0;
+            let u = rng.below(100);
+            let body = if u < 60 {
+                let kind = ["water_level", "rainfall"][rng.below(2) as usize];
+                let value = if hot {
+                    0.2 + rng.below(60) as f64 / 100.0
+                } else {
+                    rng.below(25) as f64 / 100.0
+                };
+                Body::Sensor(Sensor {
+                    sensor_id: Sym::intern(&format!("s{cell}")).unwrap(),
+                    kind: Sym::intern(kind).unwrap(),
+                    value,
+                    unit: None,
+                })
+            } else if u < 95 {
+                let q = if hot {
+                    12 + rng.below(89)
+                } else {
+                    80 + rng.below(241)
+                };
+                Body::Traffic(Traffic {
+                    segment_id: Sym::intern(&format!("g{cell}")).unwrap(),
+                    speed_kmh: q as f64 * 0.25,
+                    flow: None,
+                    occupancy: None,
+                })
+            } else {
+                Body::Incident(Incident {
+                    incident_id: format!("i{i}").into(),
+                    kind: Sym::intern("flood").unwrap(),
+                    severity: None,
+                    description: None,
+                })
+            };
+            Event {
+                ts,
+                location: Location::Cell(cell),
+                body,
+            }
+        })
+        .collect()
+}
+
+/// The W1 answer computed directly: (cell, window) pairs.
+fn w1_batch(events: &[Event]) -> BTreeSet<(u32, u64)> {
+    #[derive(Default)]
+    struct Acc {
+        water: Option<f64>,
+        speed_sum: f64,
+        speed_n: u64,
+        incidents: u64,
+    }
+    let mut acc: BTreeMap<(u32, u64), Acc> = BTreeMap::new();
+    for e in events {
+        let Location::Cell(cell) = e.location else {
+            continue;
+        };
+        let a = acc.entry((cell, e.ts / W)).or_default();
+        match &e.body {
+            Body::Sensor(s) if s.kind.as_str() == "water_level" => {
+                a.water = Some(a.water.map_or(s.value, |m: f64| m.max(s.value)))
+            }
+            Body::Sensor(_) => {}
+            Body::Traffic(t) => {
+                a.speed_sum += t.speed_kmh;
+                a.speed_n += 1;
+            }
+            Body::Incident(_) => a.incidents += 1,
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, a)| {
+            a.water.is_some_and(|w| w > 0.3)
+                && a.speed_n > 0
+                && a.speed_sum / (a.speed_n as f64) < 15.0
+                && a.incidents >= 1
+        })
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Runs events through the engine with the event clock (batches in order,
+/// the clock following the largest time seen) and returns the alert set at
+/// every time it changed.
+fn run(
+    plan: RulePlan,
+    events: Vec<Event>,
+    workers: usize,
+    batch: usize,
+    end: Time,
+) -> Vec<(Time, BTreeSet<GroupKey>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let config = EngineConfig {
+            workers,
+            window: WindowConfig {
+                resolution_ms: 1000,
+                keep_history: true,
+                min_history_ms: 0,
+            },
+            command_capacity: 64,
+        };
+        let (engine, out) = Engine::start(config, 0).unwrap();
+        engine.add_rule(Arc::new(plan)).await.unwrap();
+        for chunk in events.chunks(batch) {
+            let max_ts = chunk.iter().map(|e| e.ts).max().unwrap();
+            engine.send_events(chunk.to_vec()).await.unwrap();
+            engine.advance(max_ts).await.unwrap();
+        }
+        engine.advance(end).await.unwrap();
+        let mut counts: BTreeMap<GroupKey, isize> = BTreeMap::new();
+        let mut history = Vec::new();
+        loop {
+            match out
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("engine output")
+            {
+                EngineOutput::Changes { time, updates } => {
+                    // A changed alert is a retraction and an insertion at
+                    // the same time, in no particular order.
+                    for u in updates {
+                        *counts.entry(u.key).or_default() += u.diff;
+                    }
+                    counts.retain(|_, c| *c != 0);
+                    assert!(
+                        counts.values().all(|&c| c == 1),
+                        "an alert is active at most once"
+                    );
+                    history.push((time, counts.keys().copied().collect()));
+                }
+                EngineOutput::Complete { through } if through > end => break,
+                EngineOutput::Complete { .. } => {}
+                EngineOutput::Stopped { reason } => panic!("engine stopped: {reason}"),
+            }
+        }
+        engine.shutdown().await;
+        history
+    })
+}
+
+/// Which alerts were active at the start of each closed window's report.
+fn windows_reported(history: &[(Time, BTreeSet<GroupKey>)]) -> BTreeSet<(u32, u64)> {
+    let mut out = BTreeSet::new();
+    for (time, active) in history {
+        if time % W == 0 {
+            for key in active {
+                if let GroupKey::Cell(c) = key {
+                    out.insert((*c, time / W - 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tumbling_w1_matches_batch_with_1_2_and_4_workers() {
+    let events = w1_events(20_000, 40, 7);
+    let expected = w1_batch(&events);
+    assert!(
+        expected.len() > 10,
+        "the workload should produce alerts: {}",
+        expected.len()
+    );
+    let end = T0 + 3_600_000 + 3 * W;
+    for workers in [1, 2, 4] {
+        let history = run(w1_plan(), events.clone(), workers, 997, end);
+        assert_eq!(windows_reported(&history), expected, "workers = {workers}");
+        assert!(
+            history.last().unwrap().1.is_empty(),
+            "every alert clears once windows pass"
+        );
+    }
+}
+
+#[test]
+fn sliding_count_raises_and_clears_on_time() {
+    let mut plan = w1_plan();
+    plan.terms = vec![Term {
+        name: "n".into(),
+        agg: AggFn::Count,
+        stream: StreamKind::Sensor,
+        value: None,
+        filter: None,
+        window: Window::Sliding(600_000),
+    }];
+    plan.condition = cmp(CmpOp::Ge, Expr::Term(0), 3.0);
+    let at = |ms: u64| Event {
+        ts: T0 + ms,
+        location: Location::Cell(5),
+        body: Body::Sensor(Sensor {
+            sensor_id: Sym::intern("s5").unwrap(),
+            kind: Sym::intern("rainfall").unwrap(),
+            value: 1.0,
+            unit: None,
+        }),
+    };
+    // Three readings at 0 s, 60 s and 120 s: three in the window from 120 s
+    // until the first leaves at 600 s.
+    let events = vec![at(0), at(60_000), at(120_000)];
+    let history = run(plan, events, 2, 1, T0 + 700_000);
+    let changes: Vec<(Time, usize)> = history.iter().map(|(t, a)| (t - T0, a.len())).collect();
+    assert_eq!(changes, vec![(120_000, 1), (600_000, 0)]);
+}
