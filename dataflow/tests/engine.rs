@@ -89,7 +89,7 @@ fn w1_events(n: usize, cells: u32, seed: u64) -> Vec<Event> {
         .map(|i| {
             let ts = T0 + (i as u64 * span) / n as u64;
             let cell = rng.below(u64::from(cells)) as u32;
-            let hot = cell % 3 == 0;
+            let hot = cell.is_multiple_of(3);
             let u = rng.below(100);
             let body = if u < 60 {
                 let kind = ["water_level", "rainfall"][rng.below(2) as usize];
@@ -237,7 +237,7 @@ fn run(
 fn windows_reported(history: &[(Time, BTreeSet<GroupKey>)]) -> BTreeSet<(u32, u64)> {
     let mut out = BTreeSet::new();
     for (time, active) in history {
-        if time % W == 0 {
+        if time.is_multiple_of(W) {
             for key in active {
                 if let GroupKey::Cell(c) = key {
                     out.insert((*c, time / W - 1));
