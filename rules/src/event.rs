@@ -287,7 +287,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 Ok(Scalar::Int(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(if v >= 0 { Scalar::Int(v as u64) } else { Scalar::NegInt })
+                Ok(if v >= 0 {
+                    Scalar::Int(v as u64)
+                } else {
+                    Scalar::NegInt
+                })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(Scalar::Float(v))
@@ -396,7 +400,11 @@ impl Checker {
             Scalar::Int(i) => *i as f64,
             Scalar::Float(f) => *f,
             Scalar::NegInt => {
-                return Err(self.err(field, RejectReason::OutOfRange, "must not be negative".into()))
+                return Err(self.err(
+                    field,
+                    RejectReason::OutOfRange,
+                    "must not be negative".into(),
+                ))
             }
             other => {
                 return Err(self.err(
@@ -407,7 +415,11 @@ impl Checker {
             }
         };
         if !x.is_finite() {
-            return Err(self.err(field, RejectReason::OutOfRange, "is not a finite number".into()));
+            return Err(self.err(
+                field,
+                RejectReason::OutOfRange,
+                "is not a finite number".into(),
+            ));
         }
         Ok(x)
     }
@@ -518,7 +530,11 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             ))
         }
         Scalar::Str(s) => parse_rfc3339(s).map_err(|m| {
-            c.err("ts", RejectReason::BadTimestamp, format!("`{}` {m}", truncate(s, 40)))
+            c.err(
+                "ts",
+                RejectReason::BadTimestamp,
+                format!("`{}` {m}", truncate(s, 40)),
+            )
         })?,
         other => {
             return Err(c.err(
@@ -535,7 +551,10 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
         return Err(c.err(
             "ts",
             RejectReason::BadTimestamp,
-            format!("{} is before 2000-01-01; is it in seconds instead of milliseconds?", ts),
+            format!(
+                "{} is before 2000-01-01; is it in seconds instead of milliseconds?",
+                ts
+            ),
         ));
     }
     if ts > ctx.max_ts {
@@ -553,7 +572,10 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             return Err(c.err(
                 "cell",
                 RejectReason::BadLocation,
-                format!("{n} is not a cell of the grid (0..{})", ctx.grid.cell_count()),
+                format!(
+                    "{n} is not a cell of the grid (0..{})",
+                    ctx.grid.cell_count()
+                ),
             ))
         }
         Some(other) => {
@@ -572,10 +594,18 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             Some((lon, lat))
         }
         (None | Some(Scalar::Null), _) => {
-            return Err(c.err("lon", RejectReason::MissingField, "is required with `lat`".into()))
+            return Err(c.err(
+                "lon",
+                RejectReason::MissingField,
+                "is required with `lat`".into(),
+            ))
         }
         (_, _) => {
-            return Err(c.err("lat", RejectReason::MissingField, "is required with `lon`".into()))
+            return Err(c.err(
+                "lat",
+                RejectReason::MissingField,
+                "is required with `lon`".into(),
+            ))
         }
     };
     let located = match (cell, point) {
@@ -592,15 +622,24 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
 
     let (body, location) = match stream {
         StreamKind::Incident => {
-            let incident_id = c.text("incident_id", c.required("incident_id", &raw.incident_id)?)?;
+            let incident_id =
+                c.text("incident_id", c.required("incident_id", &raw.incident_id)?)?;
             if incident_id.len() > 256 {
-                return Err(c.err("incident_id", RejectReason::OutOfRange, "is longer than 256 bytes".into()));
+                return Err(c.err(
+                    "incident_id",
+                    RejectReason::OutOfRange,
+                    "is longer than 256 bytes".into(),
+                ));
             }
             let kind = c.sym("kind", c.required("kind", &raw.kind)?)?;
             let severity = c.opt_number("severity", &raw.severity, 1.0..=4.0)?;
             if let Some(s) = severity {
                 if s.fract() != 0.0 {
-                    return Err(c.err("severity", RejectReason::OutOfRange, "must be 1, 2, 3 or 4".into()));
+                    return Err(c.err(
+                        "severity",
+                        RejectReason::OutOfRange,
+                        "must be 1, 2, 3 or 4".into(),
+                    ));
                 }
             }
             let description = match &raw.description {
@@ -635,7 +674,11 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             let segment_id = c.sym("segment_id", c.required("segment_id", &raw.segment_id)?)?;
             let speed_kmh = c.number("speed_kmh", c.required("speed_kmh", &raw.speed_kmh)?)?;
             if speed_kmh > 400.0 {
-                return Err(c.err("speed_kmh", RejectReason::OutOfRange, format!("{speed_kmh} km/h is not a road speed")));
+                return Err(c.err(
+                    "speed_kmh",
+                    RejectReason::OutOfRange,
+                    format!("{speed_kmh} km/h is not a road speed"),
+                ));
             }
             let flow = c.opt_number("flow", &raw.flow, 0.0..=1e6)?;
             let occupancy = c.opt_number("occupancy", &raw.occupancy, 0.0..=100.0)?;
@@ -753,19 +796,60 @@ mod tests {
     #[test]
     fn errors_name_field_and_problem() {
         let cases = [
-            (r#"{"ts":1767225600000}"#, "stream", RejectReason::MissingField),
-            (r#"{"stream":"weather","ts":1767225600000}"#, "stream", RejectReason::UnknownStream),
-            (r#"{"stream":"sensor","ts":1767225600000,"kind":"x","cell":1,"value":1}"#, "sensor_id", RejectReason::MissingField),
-            (r#"{"stream":"sensor","ts":1767225600000,"sensor_id":"s","kind":"x","cell":1,"value":"high"}"#, "value", RejectReason::WrongType),
-            (r#"{"stream":"sensor","ts":17672256,"sensor_id":"s","kind":"x","cell":1,"value":1}"#, "ts", RejectReason::BadTimestamp),
-            (r#"{"stream":"sensor","ts":99999999999999,"sensor_id":"s","kind":"x","cell":1,"value":1}"#, "ts", RejectReason::BadTimestamp),
-            (r#"{"stream":"sensor","ts":1767225600000,"sensor_id":"s","kind":"x","cell":100000,"value":1}"#, "cell", RejectReason::BadLocation),
-            (r#"{"stream":"incident","ts":1767225600000,"incident_id":"i","kind":"fire"}"#, "cell", RejectReason::MissingField),
-            (r#"{"stream":"traffic","ts":1767225600000,"segment_id":"g","speed_kmh":-3}"#, "speed_kmh", RejectReason::OutOfRange),
+            (
+                r#"{"ts":1767225600000}"#,
+                "stream",
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"stream":"weather","ts":1767225600000}"#,
+                "stream",
+                RejectReason::UnknownStream,
+            ),
+            (
+                r#"{"stream":"sensor","ts":1767225600000,"kind":"x","cell":1,"value":1}"#,
+                "sensor_id",
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"stream":"sensor","ts":1767225600000,"sensor_id":"s","kind":"x","cell":1,"value":"high"}"#,
+                "value",
+                RejectReason::WrongType,
+            ),
+            (
+                r#"{"stream":"sensor","ts":17672256,"sensor_id":"s","kind":"x","cell":1,"value":1}"#,
+                "ts",
+                RejectReason::BadTimestamp,
+            ),
+            (
+                r#"{"stream":"sensor","ts":99999999999999,"sensor_id":"s","kind":"x","cell":1,"value":1}"#,
+                "ts",
+                RejectReason::BadTimestamp,
+            ),
+            (
+                r#"{"stream":"sensor","ts":1767225600000,"sensor_id":"s","kind":"x","cell":100000,"value":1}"#,
+                "cell",
+                RejectReason::BadLocation,
+            ),
+            (
+                r#"{"stream":"incident","ts":1767225600000,"incident_id":"i","kind":"fire"}"#,
+                "cell",
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"stream":"traffic","ts":1767225600000,"segment_id":"g","speed_kmh":-3}"#,
+                "speed_kmh",
+                RejectReason::OutOfRange,
+            ),
         ];
         for (line, field, reason) in cases {
             let e = parse(line).expect_err(line);
-            assert_eq!((e.field, e.reason), (Some(field), reason), "{line}: {}", e.message);
+            assert_eq!(
+                (e.field, e.reason),
+                (Some(field), reason),
+                "{line}: {}",
+                e.message
+            );
             assert!(e.message.contains(field), "{}", e.message);
         }
         let e = parse(r#"{"stream":"sensor","ts":1767225600000,"value":1e999}"#).unwrap_err();

@@ -17,13 +17,28 @@
 //! NDJSON line ──event::parse_line──▶ Event        (per-line errors naming the field)
 //! ```
 
+pub mod ast;
+pub mod check;
+pub mod diag;
 pub mod event;
+pub mod lang;
+pub mod lexer;
+pub mod oracle;
+pub mod parser;
 pub mod plan;
+pub mod print;
 pub mod schema;
 pub mod space;
+pub mod span;
+pub mod suggest;
 pub mod sym;
 pub mod time;
 
+pub use diag::{Diagnostic, DiagnosticJson, Level};
 pub use event::{Event, LineError, ParseContext};
+pub use lang::{
+    check_files, compile, diagnostics_json, render_diagnostics, CheckOptions, Compiled, SourceFile,
+};
 pub use plan::{RulePlan, Severity};
+pub use span::Span;
 pub use sym::Sym;

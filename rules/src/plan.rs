@@ -25,7 +25,12 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] = [Severity::Blue, Severity::Yellow, Severity::Orange, Severity::Red];
+    pub const ALL: [Severity; 4] = [
+        Severity::Blue,
+        Severity::Yellow,
+        Severity::Orange,
+        Severity::Red,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -267,24 +272,22 @@ impl Expr {
                 Some(n) => Value::Number(-n),
                 None => Value::Null,
             },
-            Expr::Arith(op, a, b) => {
-                match (a.eval(leaf).as_number(), b.eval(leaf).as_number()) {
-                    (Some(x), Some(y)) => {
-                        let r = match op {
-                            ArithOp::Add => x + y,
-                            ArithOp::Sub => x - y,
-                            ArithOp::Mul => x * y,
-                            ArithOp::Div => x / y,
-                        };
-                        if r.is_finite() {
-                            Value::Number(r)
-                        } else {
-                            Value::Null
-                        }
+            Expr::Arith(op, a, b) => match (a.eval(leaf).as_number(), b.eval(leaf).as_number()) {
+                (Some(x), Some(y)) => {
+                    let r = match op {
+                        ArithOp::Add => x + y,
+                        ArithOp::Sub => x - y,
+                        ArithOp::Mul => x * y,
+                        ArithOp::Div => x / y,
+                    };
+                    if r.is_finite() {
+                        Value::Number(r)
+                    } else {
+                        Value::Null
                     }
-                    _ => Value::Null,
                 }
-            }
+                _ => Value::Null,
+            },
             Expr::Compare(op, a, b) => {
                 let (x, y) = (a.eval(leaf), b.eval(leaf));
                 let r = match op {
@@ -373,7 +376,10 @@ impl Expr {
 pub enum TemplatePart {
     Text(String),
     /// `{name}` or `{name:.N}` — N digits after the decimal point.
-    Var { var: TemplateVar, precision: Option<u8> },
+    Var {
+        var: TemplateVar,
+        precision: Option<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -410,7 +416,11 @@ impl RulePlan {
     /// The longest event-time reach of any term: how much history the rule
     /// needs to be whole.
     pub fn reach(&self) -> Millis {
-        self.terms.iter().map(|t| t.window.reach()).max().unwrap_or(0)
+        self.terms
+            .iter()
+            .map(|t| t.window.reach())
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn streams(&self) -> impl Iterator<Item = StreamKind> + '_ {
@@ -480,6 +490,11 @@ pub fn term_input(term: &Term, event: &Event) -> Option<f64> {
         None => Some(1.0),
         Some(v) => match v.eval_event(event) {
             Value::Number(x) => Some(x),
+            Value::Null => None,
+            // `count(stream.field)` counts the events that have the field,
+            // whatever its type (`count(sensor.unit)`); only a missing
+            // field is not counted.
+            _ if term.agg == AggFn::Count => Some(1.0),
             _ => None,
         },
     }
@@ -549,7 +564,10 @@ mod tests {
         assert_eq!(both.eval_terms(&[Some(0.0), None]), Value::Bool(false));
         let either = Expr::Or(Box::new(gt(0, 1.0)), Box::new(gt(1, 1.0)));
         assert_eq!(either.eval_terms(&[Some(2.0), None]), Value::Bool(true));
-        assert_eq!(Expr::Not(Box::new(gt(0, 1.0))).eval_terms(&[None]), Value::Null);
+        assert_eq!(
+            Expr::Not(Box::new(gt(0, 1.0))).eval_terms(&[None]),
+            Value::Null
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 3] = [StreamKind::Incident, StreamKind::Traffic, StreamKind::Sensor];
+    pub const ALL: [StreamKind; 3] = [
+        StreamKind::Incident,
+        StreamKind::Traffic,
+        StreamKind::Sensor,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -202,8 +206,12 @@ const SENSOR_FIELDS: &[FieldDef] = &[
 impl Field {
     pub fn stream(self) -> StreamKind {
         match self {
-            Field::IncidentId | Field::IncidentKind | Field::IncidentSeverity => StreamKind::Incident,
-            Field::SegmentId | Field::SpeedKmh | Field::Flow | Field::Occupancy => StreamKind::Traffic,
+            Field::IncidentId | Field::IncidentKind | Field::IncidentSeverity => {
+                StreamKind::Incident
+            }
+            Field::SegmentId | Field::SpeedKmh | Field::Flow | Field::Occupancy => {
+                StreamKind::Traffic
+            }
             Field::SensorId | Field::SensorKind | Field::Value | Field::Unit => StreamKind::Sensor,
         }
     }

@@ -232,8 +232,9 @@ impl Reference {
         let boundaries = match &file.district_boundaries {
             Some(rel) => {
                 let p = path.parent().unwrap_or(Path::new(".")).join(rel);
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("{}: cannot read district boundaries: {e}", p.display()))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    format!("{}: cannot read district boundaries: {e}", p.display())
+                })?;
                 Some(
                     serde_json::from_str::<serde_json::Value>(&text)
                         .map_err(|e| format!("{}:{}:{}: {e}", p.display(), e.line(), e.column()))?,
@@ -370,8 +371,18 @@ impl Reference {
                 });
             }
         }
-        out.extend(self.sensors.values().cloned().map(ReferenceChange::UpsertSensor));
-        out.extend(self.segments.values().cloned().map(ReferenceChange::UpsertSegment));
+        out.extend(
+            self.sensors
+                .values()
+                .cloned()
+                .map(ReferenceChange::UpsertSensor),
+        );
+        out.extend(
+            self.segments
+                .values()
+                .cloned()
+                .map(ReferenceChange::UpsertSegment),
+        );
         out
     }
 }
@@ -439,7 +450,8 @@ pub fn district_polygons(geo: &serde_json::Value) -> Result<Vec<DistrictPolygon>
                 other => other.to_string(),
             })
             .unwrap_or_else(|| name.to_string());
-        let id = Sym::intern(&id).map_err(|e| format!("district boundaries: feature {i}: id {e}"))?;
+        let id =
+            Sym::intern(&id).map_err(|e| format!("district boundaries: feature {i}: id {e}"))?;
         let name_en = props
             .and_then(|p| p.get("name_en"))
             .and_then(|n| n.as_str())
@@ -478,7 +490,10 @@ fn rings(v: Option<&serde_json::Value>) -> Result<Vec<Vec<(f64, f64)>>, String> 
                 .iter()
                 .map(|pt| {
                     let a = pt.as_array().ok_or_else(bad)?;
-                    match (a.first().and_then(|x| x.as_f64()), a.get(1).and_then(|x| x.as_f64())) {
+                    match (
+                        a.first().and_then(|x| x.as_f64()),
+                        a.get(1).and_then(|x| x.as_f64()),
+                    ) {
                         (Some(x), Some(y)) => Ok((x, y)),
                         _ => Err(bad()),
                     }

@@ -115,7 +115,11 @@ impl Sym {
 
     /// Number of symbols interned so far.
     pub fn count() -> usize {
-        table().read().unwrap_or_else(|e| e.into_inner()).texts.len()
+        table()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .texts
+            .len()
     }
 }
 

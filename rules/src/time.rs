@@ -154,7 +154,12 @@ pub fn format_duration(ms: Millis) -> String {
     }
     let mut out = String::new();
     let mut rest = ms;
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if rest >= size {
             out.push_str(&format!("{}{unit}", rest / size));
             rest %= size;
@@ -196,7 +201,11 @@ pub fn parse_duration(text: &str) -> Result<Millis, String> {
             "h" => 3_600_000,
             "d" => 86_400_000,
             "" => return Err(format!("`{text}` needs a unit (ms, s, m, h or d)")),
-            other => return Err(format!("unknown time unit `{other}` (use ms, s, m, h or d)")),
+            other => {
+                return Err(format!(
+                    "unknown time unit `{other}` (use ms, s, m, h or d)"
+                ))
+            }
         };
         total = n
             .checked_mul(unit)
@@ -213,8 +222,14 @@ mod tests {
     #[test]
     fn rfc3339_round_trip() {
         assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Ok(1_767_225_600_000));
-        assert_eq!(parse_rfc3339("2026-01-01T08:00:00.250+08:00"), Ok(1_767_225_600_250));
-        assert_eq!(format_rfc3339(1_767_225_600_250), "2026-01-01T00:00:00.250Z");
+        assert_eq!(
+            parse_rfc3339("2026-01-01T08:00:00.250+08:00"),
+            Ok(1_767_225_600_250)
+        );
+        assert_eq!(
+            format_rfc3339(1_767_225_600_250),
+            "2026-01-01T00:00:00.250Z"
+        );
         assert!(parse_rfc3339("2026-02-30T00:00:00Z").is_err());
         assert!(parse_rfc3339("2026-01-01T00:00:00").is_err());
         assert!(parse_rfc3339("yesterday").is_err());
