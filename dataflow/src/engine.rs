@@ -209,14 +209,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Hands events to the workers. They enter the dataflow at the next
-    /// instant after the current clock (their windows start at `ts` or then,
-    /// whichever is later).
-    pub async fn send_events(&self, events: Vec<Event>) -> Result<(), EngineError> {
-        let _control = self.control.lock().await;
+    /// Hands events to the workers and returns the clock at that moment.
+    /// Events enter the dataflow at the next instant after that clock (their
+    /// windows start at `ts` or then, whichever is later).
+    pub async fn send_events(&self, events: Vec<Event>) -> Result<Time, EngineError> {
+        let control = self.control.lock().await;
         let n = self.senders.len();
         if n == 1 {
-            return self.send(0, Command::Events(events)).await;
+            self.send(0, Command::Events(events)).await?;
+            return Ok(control.clock);
         }
         let mut parts: Vec<Vec<Event>> = (0..n)
             .map(|_| Vec::with_capacity(events.len() / n + 1))
@@ -233,7 +234,7 @@ impl Engine {
                 self.send(w, Command::Events(part)).await?;
             }
         }
-        Ok(())
+        Ok(control.clock)
     }
 
     /// Advances the clock: every time up to and including `clock` becomes

@@ -1,0 +1,350 @@
+//! The alert book: turns the engine's consolidated changes into raised,
+//! updated and cleared alerts with stable ids and a gap-free sequence.
+//!
+//! The engine keys alerts by rule *version* and group key; the book keys
+//! them by rule *name* and group key (the fingerprint), so that publishing a
+//! new version of a rule updates its alerts in place instead of clearing and
+//! raising them again.
+
+use jingzhi_dataflow::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
+use jingzhi_rules::event::json_string;
+use jingzhi_rules::plan::{format_number, render_message, GroupBy, RulePlan, Severity, Window};
+use jingzhi_rules::space::Reference;
+use jingzhi_rules::time::format_duration;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// One term's window contents, as shown to an operator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    pub term: String,
+    pub stream: &'static str,
+    pub aggregate: &'static str,
+    pub window: String,
+    pub count: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub sum: f64,
+    pub avg: Option<f64>,
+}
+
+/// An alert as clients see it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Alert {
+    pub id: String,
+    pub rule: String,
+    pub title: String,
+    pub severity: Severity,
+    pub message: String,
+    pub group_by: GroupBy,
+    pub key: String,
+    pub cell: Option<u32>,
+    pub district: Option<String>,
+    pub district_name: Option<String>,
+    pub started_at: Time,
+    pub updated_at: Time,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<Time>,
+    pub values: BTreeMap<String, Option<f64>>,
+    pub evidence: Vec<Evidence>,
+    pub summary: String,
+    #[serde(skip)]
+    rule_id: RuleId,
+    #[serde(skip)]
+    row: AlertRow,
+}
+
+/// What happened to an alert.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Raised,
+    Updated,
+    Cleared,
+}
+
+impl ChangeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Raised => "raised",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Cleared => "cleared",
+        }
+    }
+}
+
+/// A published change: its kind, its sequence number and the alert.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub seq: u64,
+    pub time: Time,
+    pub alert: Alert,
+}
+
+impl Change {
+    /// The feed message for this change.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(512);
+        out.push_str("{\"type\":");
+        json_string(&mut out, self.kind.name());
+        out.push_str(&format!(",\"seq\":{},\"alert\":", self.seq));
+        out.push_str(&serde_json::to_string(&self.alert).unwrap_or_else(|_| "null".into()));
+        out.push('}');
+        out
+    }
+}
+
+/// A stable id for an alert: FNV-1a of rule name and key.
+pub fn fingerprint(rule: &str, group_by: GroupBy, key: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rule
+        .bytes()
+        .chain([0])
+        .chain(group_by.name().bytes())
+        .chain([0])
+        .chain(key.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A row present after a change: rule version, key, row, plan.
+type Present = (RuleId, GroupKey, AlertRow, Arc<RulePlan>);
+
+/// The active alerts and the sequence of changes.
+#[derive(Default)]
+pub struct AlertBook {
+    seq: u64,
+    active: HashMap<String, Alert>,
+}
+
+fn window_text(w: Window) -> String {
+    match w {
+        Window::Sliding(ms) => format_duration(ms),
+        Window::Tumbling(ms) => format!("tumbling {}", format_duration(ms)),
+    }
+}
+
+impl AlertBook {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    /// Active alerts, most severe first, then newest first.
+    pub fn alerts(&self) -> Vec<&Alert> {
+        let mut v: Vec<&Alert> = self.active.values().collect();
+        v.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then(b.started_at.cmp(&a.started_at))
+                .then(a.id.cmp(&b.id))
+        });
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Alert> {
+        self.active.get(id)
+    }
+
+    /// Active alerts by severity.
+    pub fn counts(&self) -> BTreeMap<Severity, usize> {
+        let mut counts: BTreeMap<Severity, usize> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
+        for a in self.active.values() {
+            *counts.entry(a.severity).or_default() += 1;
+        }
+        counts
+    }
+
+    /// `{"type":"snapshot","seq":N,"alerts":[…]}`
+    pub fn snapshot_json(&self, resync: bool) -> String {
+        let alerts = serde_json::to_string(&self.alerts()).unwrap_or_else(|_| "[]".into());
+        let resync = if resync { ",\"resync\":true" } else { "" };
+        format!(
+            "{{\"type\":\"snapshot\",\"seq\":{}{resync},\"alerts\":{alerts}}}",
+            self.seq
+        )
+    }
+
+    /// Applies the engine's changes at `time` and returns what to publish.
+    pub fn apply(
+        &mut self,
+        time: Time,
+        updates: Vec<AlertUpdate>,
+        plan_of: impl Fn(RuleId) -> Option<Arc<RulePlan>>,
+        reference: &Reference,
+    ) -> Vec<Change> {
+        // Net effect per fingerprint: the row now present, if any. A rule's
+        // new version retracts the old row and inserts the new one under the
+        // same fingerprint, which is an update, not a clear and a raise.
+        let mut net: BTreeMap<String, Option<Present>> = BTreeMap::new();
+        for u in updates {
+            let Some(plan) = plan_of(u.rule) else {
+                continue;
+            };
+            let id = fingerprint(&plan.name, plan.group_by, &u.key.to_string());
+            let entry = net.entry(id).or_insert(None);
+            if u.diff > 0 {
+                *entry = Some((u.rule, u.key, u.row, plan));
+            }
+        }
+        let mut changes = Vec::new();
+        for (id, present) in net {
+            match (present, self.active.get(&id)) {
+                (Some((rule_id, key, row, plan)), Some(old)) => {
+                    if old.rule_id == rule_id && old.row == row {
+                        continue;
+                    }
+                    let alert = build_alert(
+                        &id,
+                        rule_id,
+                        key,
+                        row,
+                        &plan,
+                        reference,
+                        old.started_at,
+                        time,
+                    );
+                    self.seq += 1;
+                    self.active.insert(id, alert.clone());
+                    changes.push(Change {
+                        kind: ChangeKind::Updated,
+                        seq: self.seq,
+                        time,
+                        alert,
+                    });
+                }
+                (Some((rule_id, key, row, plan)), None) => {
+                    let alert = build_alert(&id, rule_id, key, row, &plan, reference, time, time);
+                    self.seq += 1;
+                    self.active.insert(id, alert.clone());
+                    changes.push(Change {
+                        kind: ChangeKind::Raised,
+                        seq: self.seq,
+                        time,
+                        alert,
+                    });
+                }
+                (None, Some(_)) => {
+                    if let Some(mut alert) = self.active.remove(&id) {
+                        alert.cleared_at = Some(time);
+                        alert.updated_at = time;
+                        self.seq += 1;
+                        changes.push(Change {
+                            kind: ChangeKind::Cleared,
+                            seq: self.seq,
+                            time,
+                            alert,
+                        });
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        changes
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_alert(
+    id: &str,
+    rule_id: RuleId,
+    key: GroupKey,
+    row: AlertRow,
+    plan: &RulePlan,
+    reference: &Reference,
+    started_at: Time,
+    now: Time,
+) -> Alert {
+    let (cell, district) = match key {
+        GroupKey::Cell(c) => (Some(c), reference.district_of(c)),
+        GroupKey::District(d) => (None, Some(d)),
+    };
+    let district_name = district
+        .and_then(|d| reference.district_name(d))
+        .map(str::to_string);
+    let key_text = key.to_string();
+    let values: Vec<Option<f64>> = row.values.iter().map(|v| v.map(|x| x.0)).collect();
+    let message = render_message(
+        plan,
+        &key_text,
+        district_name.as_deref(),
+        row.severity,
+        &values,
+    );
+    let evidence: Vec<Evidence> = plan
+        .terms
+        .iter()
+        .zip(&row.evidence)
+        .map(|(t, e)| {
+            let some = |x: f64| (e.count > 0).then_some(x);
+            Evidence {
+                term: t.name.clone(),
+                stream: t.stream.name(),
+                aggregate: t.agg.name(),
+                window: window_text(t.window),
+                count: e.count,
+                min: some(e.min.0),
+                max: some(e.max.0),
+                sum: if e.count > 0 { e.sum.0 } else { 0.0 },
+                avg: some(e.sum.0 / e.count.max(1) as f64),
+            }
+        })
+        .collect();
+    let summary = evidence
+        .iter()
+        .zip(&values)
+        .map(|(e, value)| {
+            let value = value.map_or("–".to_string(), |v| format_number(v, None));
+            match (e.min, e.max) {
+                (Some(lo), Some(hi)) if e.aggregate != "count" => format!(
+                    "{} {} over {}: {value} (n={}, {}–{})",
+                    e.aggregate,
+                    e.term,
+                    e.window,
+                    e.count,
+                    format_number(lo, None),
+                    format_number(hi, None)
+                ),
+                _ => format!("{} {} over {}: {value}", e.aggregate, e.term, e.window),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Alert {
+        id: id.to_string(),
+        rule: plan.name.clone(),
+        title: plan.title.clone(),
+        severity: row.severity,
+        message,
+        group_by: plan.group_by,
+        key: key_text,
+        cell,
+        district: district.map(|d| d.to_string()),
+        district_name,
+        started_at,
+        updated_at: now,
+        cleared_at: None,
+        values: plan
+            .terms
+            .iter()
+            .zip(&values)
+            .map(|(t, v)| (t.name.clone(), *v))
+            .collect(),
+        evidence,
+        summary,
+        rule_id,
+        row,
+    }
+}

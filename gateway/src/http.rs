@@ -1,0 +1,415 @@
+//! HTTP routes. `router` builds the whole service so that tests can serve
+//! it on any listener.
+
+use crate::app::App;
+use crate::config::ClockMode;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use jingzhi_rules::event::{parse_ndjson, ParsedBatch, MIN_TS};
+use jingzhi_rules::space::{ReferenceChange, SegmentRef, SensorRef};
+use jingzhi_rules::Sym;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A JSON error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", r.body_text())
+    }
+}
+
+/// The whole HTTP surface of the service.
+pub fn router(app: Arc<App>) -> Router {
+    let max_body = app.config.max_body_bytes;
+    Router::new()
+        .route(
+            "/api/v1/events",
+            post(ingest).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/api/v1/watermark", post(watermark))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/ws", get(crate::ws::upgrade))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/rules", get(list_rules))
+        .route(
+            "/api/v1/reference/sensors/{id}",
+            put(put_sensor).delete(delete_sensor),
+        )
+        .route(
+            "/api/v1/reference/segments/{id}",
+            put(put_segment).delete(delete_segment),
+        )
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(static_file)
+        .with_state(app)
+}
+
+#[derive(Serialize)]
+struct RejectedLine {
+    line: usize,
+    stream: Option<&'static str>,
+    field: Option<&'static str>,
+    reason: &'static str,
+    message: String,
+}
+
+/// Rejected lines listed in a reply; the count covers all of them.
+const MAX_LISTED_REJECTIONS: usize = 1000;
+
+async fn ingest(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = Instant::now();
+    let response = match ingest_body(&app, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    app.metrics
+        .ingest_requests
+        .with_label_values(&[response.status().as_str()])
+        .inc();
+    app.metrics
+        .ingest_duration
+        .with_label_values(&["/api/v1/events"])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn ingest_body(
+    app: &Arc<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| match r {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body exceeds the limit of {} bytes; send smaller batches",
+                    app.config.max_body_bytes
+                ),
+            )
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_body", other.body_text()),
+    })?;
+    let ctx = app.parse_context();
+    // Large bodies are parsed off the async threads.
+    let parsed: ParsedBatch = if body.len() > 256 * 1024 {
+        tokio::task::spawn_blocking(move || parse_ndjson(&body, &ctx))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("parser failed: {e}")))?
+    } else {
+        parse_ndjson(&body, &ctx)
+    };
+    for (_, e) in &parsed.rejected {
+        let stream = e.stream.map_or("unknown", |s| s.name());
+        app.metrics
+            .events_rejected
+            .with_label_values(&[stream, e.reason.as_str()])
+            .inc();
+    }
+    let rejected = parsed.rejected.len();
+    let outcome = app
+        .ingest_events(parsed.events)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let listed: Vec<RejectedLine> = parsed
+        .rejected
+        .into_iter()
+        .take(MAX_LISTED_REJECTIONS)
+        .map(|(line, e)| RejectedLine {
+            line,
+            stream: e.stream.map(|s| s.name()),
+            field: e.field,
+            reason: e.reason.as_str(),
+            message: e.message,
+        })
+        .collect();
+    let status = if outcome.accepted == 0 && rejected > 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "accepted": outcome.accepted,
+        "rejected": rejected,
+        "late": outcome.late,
+        "expired": outcome.expired,
+        "clock": outcome.clock,
+        "errors": listed,
+        "errors_truncated": rejected > MAX_LISTED_REJECTIONS,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatermarkRequest {
+    ts: u64,
+}
+
+async fn watermark(
+    State(app): State<Arc<App>>,
+    body: Result<Json<WatermarkRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(req) = body?;
+    if app.config.clock != ClockMode::Event {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wall_clock",
+            "the clock follows the wall clock; start the server with --clock event to set watermarks",
+        ));
+    }
+    if req.ts < MIN_TS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_timestamp",
+            format!(
+                "ts {} is before 2000-01-01; it must be epoch milliseconds",
+                req.ts
+            ),
+        ));
+    }
+    let clock = app
+        .watermark(req.ts, Duration::from_secs(60))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let seq = app.book.lock().unwrap_or_else(|e| e.into_inner()).seq();
+    Ok(Json(json!({"clock": clock, "seq": seq})))
+}
+
+async fn list_alerts(State(app): State<Arc<App>>) -> Response {
+    let clock = app.published_clock();
+    let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
+    let body = json!({"seq": book.seq(), "clock": clock, "alerts": book.alerts()});
+    drop(book);
+    Json(body).into_response()
+}
+
+async fn get_alert(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
+    match book.get(&id) {
+        Some(a) => Ok(Json(a).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no active alert `{id}`"),
+        )),
+    }
+}
+
+async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let rules = app.rules.read().unwrap_or_else(|e| e.into_inner()).len();
+    let active = app.book.lock().unwrap_or_else(|e| e.into_inner()).len();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "clock_mode": app.config.clock.name(),
+        "clock": app.published_clock(),
+        "workers": app.engine.workers(),
+        "rules": rules,
+        "alerts_active": active,
+        "ready": app.is_ready(),
+        "uptime_s": app.started.elapsed().as_secs(),
+    }))
+}
+
+async fn list_rules(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let rules = app.rules.read().unwrap_or_else(|e| e.into_inner());
+    let list: Vec<serde_json::Value> = rules
+        .values()
+        .map(|r| {
+            json!({
+                "name": r.plan.name,
+                "title": r.plan.title,
+                "severity": r.plan.severity,
+                "group_by": r.plan.group_by,
+                "origin": r.plan.origin,
+                "terms": r.plan.terms.iter().map(|t| json!({
+                    "name": t.name,
+                    "aggregate": t.agg.name(),
+                    "stream": t.stream.name(),
+                    "window": t.window,
+                })).collect::<Vec<_>>(),
+                "source": r.plan.source,
+            })
+        })
+        .collect();
+    Json(json!({ "rules": list }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SensorBody {
+    cell: u32,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentBody {
+    cell: u32,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    road_class: Option<String>,
+}
+
+fn entity_id(id: &str) -> Result<Sym, ApiError> {
+    Sym::intern(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("id {e}")))
+}
+
+async fn apply_reference(
+    app: &App,
+    change: ReferenceChange,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    app.update_reference(vec![change.clone()])
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_reference", e))?;
+    Ok(Json(json!({"applied": change})))
+}
+
+async fn put_sensor(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Result<Json<SensorBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body?;
+    let kind = b.kind.as_deref().map(entity_id).transpose()?;
+    let change = ReferenceChange::UpsertSensor(SensorRef {
+        id: entity_id(&id)?,
+        cell: b.cell,
+        kind,
+        name: b.name,
+    });
+    apply_reference(&app, change).await
+}
+
+async fn delete_sensor(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = Sym::lookup(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no sensor `{id}`"),
+        )
+    })?;
+    apply_reference(&app, ReferenceChange::RemoveSensor { id }).await
+}
+
+async fn put_segment(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: Result<Json<SegmentBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body?;
+    let change = ReferenceChange::UpsertSegment(SegmentRef {
+        id: entity_id(&id)?,
+        cell: b.cell,
+        name: b.name,
+        road_class: b.road_class,
+    });
+    apply_reference(&app, change).await
+}
+
+async fn delete_segment(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = Sym::lookup(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no segment `{id}`"),
+        )
+    })?;
+    apply_reference(&app, ReferenceChange::RemoveSegment { id }).await
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::unavailable("not ready: the engine is starting or has stopped").into_response()
+    }
+}
+
+async fn static_file(uri: axum::http::Uri) -> Response {
+    match jingzhi_ui::asset(uri.path()) {
+        Some(asset) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(asset.content_type),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            asset.body,
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such resource: {}", uri.path()),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,201 @@
+//! Prometheus metrics of the service. Every label has a bounded set of
+//! values: streams, reasons, severities, change kinds.
+
+use jingzhi_rules::event::RejectReason;
+use jingzhi_rules::plan::Severity;
+use jingzhi_rules::schema::StreamKind;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The service's metrics, registered in their own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_accepted: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub events_late: IntCounterVec,
+    pub ingest_requests: IntCounterVec,
+    pub ingest_duration: HistogramVec,
+    pub ingest_to_alert: Histogram,
+    pub alerts_active: IntGaugeVec,
+    pub alert_changes: IntCounterVec,
+    pub ws_clients: IntGauge,
+    pub ws_messages: IntCounter,
+    pub ws_lagged: IntCounter,
+    pub ws_dropped: IntCounter,
+    pub clock_ms: IntGauge,
+    pub clock_lag_seconds: prometheus::Gauge,
+    pub window_records: IntGauge,
+    pub history_events: IntGauge,
+    pub rules_loaded: IntGauge,
+    pub reference_changes: IntCounter,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are constants of this file; a failure here is a
+    // programming error caught by the first test that builds the metrics.
+    r.unwrap_or_else(|e| panic!("invalid metric definition: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = must(IntCounter::new(name, help));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let events_accepted = counter_vec(
+            "jingzhi_events_accepted_total",
+            "Events accepted by ingest, by stream.",
+            &["stream"],
+        );
+        let events_rejected = counter_vec(
+            "jingzhi_events_rejected_total",
+            "Ingest lines rejected, by stream (unknown when the line did not say) and reason.",
+            &["stream", "reason"],
+        );
+        let events_late = counter_vec(
+            "jingzhi_events_late_total",
+            "Accepted events whose time the clock had already passed: applied to the windows still open, or expired (too late for every window in use).",
+            &["stream", "outcome"],
+        );
+        let ingest_requests = counter_vec(
+            "jingzhi_ingest_requests_total",
+            "Ingest requests by HTTP status code.",
+            &["code"],
+        );
+        let ingest_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "jingzhi_ingest_request_duration_seconds",
+                "Time to parse an ingest request and hand its events to the engine.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["path"],
+        ));
+        must(registry.register(Box::new(ingest_duration.clone())));
+        let ingest_to_alert = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "jingzhi_ingest_to_alert_seconds",
+                "From an ingest request's acceptance to the publication of the alert changes it completed.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+        ));
+        must(registry.register(Box::new(ingest_to_alert.clone())));
+        let alerts_active = must(IntGaugeVec::new(
+            Opts::new("jingzhi_alerts_active", "Active alerts by severity."),
+            &["severity"],
+        ));
+        must(registry.register(Box::new(alerts_active.clone())));
+        let alert_changes = counter_vec(
+            "jingzhi_alert_changes_total",
+            "Alert changes published, by kind (raised, updated, cleared).",
+            &["kind"],
+        );
+        let metrics = Metrics {
+            events_accepted,
+            events_rejected,
+            events_late,
+            ingest_requests,
+            ingest_duration,
+            ingest_to_alert,
+            alerts_active,
+            alert_changes,
+            ws_clients: gauge("jingzhi_ws_clients", "Connected WebSocket clients."),
+            ws_messages: counter(
+                "jingzhi_ws_messages_sent_total",
+                "Messages written to WebSocket clients.",
+            ),
+            ws_lagged: counter(
+                "jingzhi_ws_lagged_total",
+                "Times a WebSocket client fell behind the feed and was sent a fresh snapshot.",
+            ),
+            ws_dropped: counter(
+                "jingzhi_ws_dropped_total",
+                "WebSocket clients disconnected because they did not take messages in time.",
+            ),
+            clock_ms: gauge(
+                "jingzhi_clock_milliseconds",
+                "The engine clock: every alert change up to this time is published.",
+            ),
+            clock_lag_seconds: {
+                let g = must(prometheus::Gauge::new(
+                    "jingzhi_clock_lag_seconds",
+                    "How far the published clock is behind the wall clock.",
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
+            window_records: gauge(
+                "jingzhi_window_records",
+                "Combined records held in open windows (entries waiting and exits pending).",
+            ),
+            history_events: gauge(
+                "jingzhi_history_events",
+                "Recent events kept so that rules installed later start with full windows.",
+            ),
+            rules_loaded: gauge("jingzhi_rules_loaded", "Rules installed in the engine."),
+            reference_changes: counter(
+                "jingzhi_reference_changes_total",
+                "Changes applied to reference data while running.",
+            ),
+            registry,
+        };
+        // Pre-create the label combinations dashboards and alerts rely on,
+        // so that series exist (at zero) before the first event.
+        for s in StreamKind::ALL {
+            metrics.events_accepted.with_label_values(&[s.name()]);
+            for r in RejectReason::ALL {
+                metrics
+                    .events_rejected
+                    .with_label_values(&[s.name(), r.as_str()]);
+            }
+            for o in ["applied", "expired"] {
+                metrics.events_late.with_label_values(&[s.name(), o]);
+            }
+        }
+        for r in RejectReason::ALL {
+            metrics
+                .events_rejected
+                .with_label_values(&["unknown", r.as_str()]);
+        }
+        for s in Severity::ALL {
+            metrics.alerts_active.with_label_values(&[s.name()]);
+        }
+        for k in ["raised", "updated", "cleared"] {
+            metrics.alert_changes.with_label_values(&[k]);
+        }
+        metrics
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            return format!("# error encoding metrics: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,25 @@
+//! `jingzhi rules …` commands.
+
+use jingzhi_rules::lang::{check_files, render_diagnostics, CheckOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `jingzhi rules check FILE...`: prints every diagnostic; fails on errors.
+pub fn check(files: &[PathBuf]) -> ExitCode {
+    let (compiled, sources) = check_files(files, &CheckOptions::default());
+    if !compiled.diagnostics.is_empty() {
+        eprint!("{}", render_diagnostics(&compiled.diagnostics, &sources));
+    }
+    if compiled.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        println!(
+            "{} rule{} in {} file{}: ok",
+            compiled.plans.len(),
+            if compiled.plans.len() == 1 { "" } else { "s" },
+            sources.len(),
+            if sources.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::SUCCESS
+    }
+}
