@@ -507,3 +507,69 @@ async fn demo_city_raises_all_four_colours_within_a_minute() {
         "{alerts:#?}"
     );
 }
+
+/// A client that stops reading neither slows ingest nor the other clients;
+/// when it reads again it is resynchronised with a fresh snapshot.
+#[tokio::test]
+async fn a_stalled_client_is_resynchronised_and_slows_nobody() {
+    const ANY: &str = r#"
+rule any_reading "reading" {
+  severity blue
+  group by cell
+  when count(sensor) over 10m >= 1
+}
+"#;
+    let server = Server::start(
+        &[("any.rules", ANY)],
+        &["--clock", "event", "--ws-buffer", "600"],
+    );
+    let mut reader = server.feed().await;
+    let mut stalled = server.feed().await;
+    assert_eq!(reader.next(10).await["type"], "snapshot");
+
+    // 10,000 alerts raised, in batches smaller than a client's buffer,
+    // while `stalled` reads nothing (far more than its buffer and its
+    // socket's can hold).
+    let mut expected_seq = 0;
+    for batch in 0..20u32 {
+        let body: String = (0..500u32)
+            .map(|i| {
+                sensor(
+                    T0 + 1000 * u64::from(batch),
+                    batch * 500 + i,
+                    "rainfall",
+                    1.0,
+                )
+            })
+            .collect();
+        let (status, _) = server.post_events(body).await;
+        assert_eq!(status, 200);
+        server.watermark(T0 + 1000 * u64::from(batch)).await;
+        for _ in 0..500 {
+            let m = reader.next(10).await;
+            assert_eq!(m["type"], "raised");
+            expected_seq += 1;
+            assert_eq!(
+                m["seq"], expected_seq,
+                "the reading client sees every change in order"
+            );
+        }
+    }
+    // The stalled client, reading at last, is told it fell behind and
+    // gets the whole current state.
+    let mut resynced = None;
+    for _ in 0..12_000 {
+        let m = stalled.next(10).await;
+        if m["type"] == "snapshot" && m["resync"] == true {
+            resynced = Some(m);
+            break;
+        }
+    }
+    let snapshot = resynced.expect("a resync snapshot");
+    assert!(snapshot["seq"].as_u64().unwrap() <= expected_seq);
+    assert_eq!(
+        snapshot["alerts"].as_array().unwrap().len() as u64,
+        snapshot["seq"].as_u64().unwrap()
+    );
+    assert!(server.metric("jingzhi_ws_lagged_total").await.unwrap() >= 1.0);
+}

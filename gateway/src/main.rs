@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Largest ingest request body, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
+    /// Feed messages buffered per WebSocket client before it is resynchronised.
+    #[arg(long, default_value_t = 4096)]
+    ws_buffer: usize,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             config.lateness_ms = a.lateness;
             config.rules_dir = a.rules;
             config.max_body_bytes = a.max_body_bytes;
+            config.ws_buffer = a.ws_buffer.max(16);
             run_async(async move {
                 let running = serve::start(config).await?;
                 println!("jingzhi: listening on http://{}", running.addr);
