@@ -11,14 +11,14 @@
 use crate::alerts::{alerts, ReferenceCollections};
 use crate::registry::PlanRegistry;
 use crate::types::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
-use crate::window::{windows, WindowConfig, WindowInput, WindowStats};
+use crate::window::{windows, ChunkReport, WindowConfig, WindowInput, WindowStats};
 use differential_dataflow::input::Input as _;
-use jingzhi_rules::event::{Event, Location};
+use jingzhi_rules::event::{Event, Location, ParseContext};
 use jingzhi_rules::plan::RulePlan;
 use jingzhi_rules::space::{CellId, ReferenceChange};
 use jingzhi_rules::Sym;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
@@ -66,6 +66,11 @@ pub enum EngineOutput {
 #[derive(Debug)]
 enum Command {
     Events(Vec<Event>),
+    Ndjson {
+        bytes: Vec<u8>,
+        context: Arc<ParseContext>,
+        reply: std_mpsc::Sender<ChunkReport>,
+    },
     Advance(Time),
     AddRule(RuleId, Arc<RulePlan>),
     RemoveRule(RuleId),
@@ -104,6 +109,7 @@ pub struct Engine {
     control: tokio::sync::Mutex<Control>,
     registry: PlanRegistry,
     next_rule: AtomicU32,
+    next_chunk: AtomicUsize,
     stats: Vec<Arc<WindowStats>>,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
 }
@@ -177,6 +183,7 @@ impl Engine {
                 control: tokio::sync::Mutex::new(Control { clock }),
                 registry,
                 next_rule: AtomicU32::new(1),
+                next_chunk: AtomicUsize::new(0),
                 stats,
                 guards: Mutex::new(Some(guards)),
             },
@@ -235,6 +242,28 @@ impl Engine {
             }
         }
         Ok(control.clock)
+    }
+
+    /// Hands a chunk of NDJSON lines to the next worker, which parses them
+    /// itself and reports to `reply`. For bulk replay: rejected lines are
+    /// only counted, not described.
+    pub async fn send_ndjson(
+        &self,
+        bytes: Vec<u8>,
+        context: Arc<ParseContext>,
+        reply: std_mpsc::Sender<ChunkReport>,
+    ) -> Result<(), EngineError> {
+        let _control = self.control.lock().await;
+        let worker = self.next_chunk.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.send(
+            worker,
+            Command::Ndjson {
+                bytes,
+                context,
+                reply,
+            },
+        )
+        .await
     }
 
     /// Advances the clock: every time up to and including `clock` becomes
@@ -397,6 +426,15 @@ fn run_worker(
                                 input.send(WindowInput::Event(e));
                             }
                         }
+                        Command::Ndjson {
+                            bytes,
+                            context,
+                            reply,
+                        } => input.send(WindowInput::Ndjson {
+                            bytes,
+                            context,
+                            reply,
+                        }),
                         Command::AddRule(id, plan) => input.send(WindowInput::AddRule(id, plan)),
                         Command::RemoveRule(id) => input.send(WindowInput::RemoveRule(id)),
                         Command::Reference(changes) if index == 0 => {
@@ -438,6 +476,11 @@ fn run_worker(
                 }
             }
         }
+        if handled > 0 {
+            // The input handle buffers until flushed; hand everything over
+            // now rather than at the next clock advance.
+            input.flush();
+        }
         let park = if handled == 0 {
             Some(Duration::from_millis(100))
         } else {
@@ -455,6 +498,17 @@ fn run_worker(
             }
         }
     }
+    // Closing the inputs lets every pending window update through; step
+    // until the dataflow is done so its last changes are reported before
+    // this worker says it exited.
+    drop(input);
+    drop(sensors_in);
+    drop(segments_in);
+    drop(cells_in);
+    while !probe.done() {
+        worker.step();
+    }
+    let _ = report.send(WorkerReport::Frontier(index, Time::MAX));
     let _ = report.send(WorkerReport::Exited);
 }
 

@@ -32,4 +32,4 @@ pub mod window;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineOutput, RetainedStats};
 pub use types::{AlertRow, AlertUpdate, GroupKey, RuleId, Time, F64};
-pub use window::{placement, WindowConfig};
+pub use window::{placement, ChunkReport, WindowConfig};

@@ -26,10 +26,9 @@
 
 use crate::types::{Partial, PartialKey, Place, RuleId, Time};
 use differential_dataflow::{AsCollection, VecCollection};
-use jingzhi_rules::event::Event;
+use jingzhi_rules::event::{parse_line, Event, ParseContext};
 use jingzhi_rules::plan::{term_input, GroupBy, RulePlan, Window};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
@@ -37,10 +36,26 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+/// What a worker made of an NDJSON chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Largest event time accepted (0 if none).
+    pub max_ts: Time,
+}
+
 /// What the window operator reads, in the order each worker received it.
 #[derive(Clone, Debug)]
 pub enum WindowInput {
     Event(Event),
+    /// NDJSON lines to parse right here, so bulk replay moves bytes, not
+    /// events, between threads.
+    Ndjson {
+        bytes: Vec<u8>,
+        context: Arc<ParseContext>,
+        reply: std::sync::mpsc::Sender<ChunkReport>,
+    },
     AddRule(RuleId, Arc<RulePlan>),
     RemoveRule(RuleId),
 }
@@ -85,37 +100,7 @@ pub fn placement(window: Window, ts: Time, resolution_ms: u64) -> (Time, Time) {
     }
 }
 
-/// A fast hasher for the operator's small integer keys.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = jingzhi_rules::fxhash::FxHashMap<K, V>;
 
 /// (rule, term, group, place, end) — partials with equal keys combine.
 type CombineKey = (RuleId, u16, GroupBy, Place, Time);
@@ -334,6 +319,28 @@ pub fn windows<'s>(
                     for item in data.drain(..) {
                         match item {
                             WindowInput::Event(e) => state.on_event(e, arrival),
+                            WindowInput::Ndjson {
+                                bytes,
+                                context,
+                                reply,
+                            } => {
+                                let mut report = ChunkReport::default();
+                                for line in bytes.split(|&b| b == b'\n') {
+                                    if line.iter().all(u8::is_ascii_whitespace) {
+                                        continue;
+                                    }
+                                    match parse_line(line, &context) {
+                                        Ok(e) => {
+                                            report.accepted += 1;
+                                            report.max_ts = report.max_ts.max(e.ts);
+                                            state.on_event(e, arrival);
+                                        }
+                                        Err(_) => report.rejected += 1,
+                                    }
+                                }
+                                // The sender may have given up waiting; nothing to undo.
+                                let _ = reply.send(report);
+                            }
                             WindowInput::AddRule(id, plan) => state.on_add(id, plan, arrival),
                             WindowInput::RemoveRule(id) => state.on_remove(id, arrival),
                         }

@@ -99,7 +99,7 @@ fn w1_events(n: usize, cells: u32, seed: u64) -> Vec<Event> {
                     rng.below(25) as f64 / 100.0
                 };
                 Body::Sensor(Sensor {
-                    sensor_id: Sym::intern(&format!("s{cell}")).unwrap(),
+                    sensor_id: format!("s{cell}").as_str().into(),
                     kind: Sym::intern(kind).unwrap(),
                     value,
                     unit: None,
@@ -111,7 +111,7 @@ fn w1_events(n: usize, cells: u32, seed: u64) -> Vec<Event> {
                     80 + rng.below(241)
                 };
                 Body::Traffic(Traffic {
-                    segment_id: Sym::intern(&format!("g{cell}")).unwrap(),
+                    segment_id: format!("g{cell}").as_str().into(),
                     speed_kmh: q as f64 * 0.25,
                     flow: None,
                     occupancy: None,
@@ -284,7 +284,7 @@ fn sliding_count_raises_and_clears_on_time() {
         ts: T0 + ms,
         location: Location::Cell(5),
         body: Body::Sensor(Sensor {
-            sensor_id: Sym::intern("s5").unwrap(),
+            sensor_id: "s5".into(),
             kind: Sym::intern("rainfall").unwrap(),
             value: 1.0,
             unit: None,

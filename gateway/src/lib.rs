@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod bench;
 pub mod city;
 pub mod config;
 pub mod demo;

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use jingzhi_gateway::config::{ClockMode, ServerConfig};
-use jingzhi_gateway::{demo, rules_cli, serve};
+use jingzhi_gateway::{bench, demo, rules_cli, serve};
 use jingzhi_rules::time::parse_duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,10 +27,40 @@ enum Command {
     Demo(DemoArgs),
     /// Write a simulated event stream (NDJSON) and its reference data.
     Simulate(SimulateArgs),
+    /// Measure throughput, latency and memory.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Replay an NDJSON file through the engine in process (event clock).
+    Replay {
+        /// NDJSON events with a `stream` field on each line.
+        #[arg(long)]
+        events: PathBuf,
+        /// Rule files or directories.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Bytes of NDJSON per chunk handed to a worker; the clock advances after each.
+        #[arg(long, default_value_t = 1 << 20)]
+        chunk_bytes: usize,
+        #[arg(long, default_value = "0s", value_parser = duration)]
+        lateness: u64,
+        #[arg(long, default_value = "1s", value_parser = duration)]
+        resolution: u64,
+        /// Do not keep recent events for rules installed later.
+        #[arg(long)]
+        no_history: bool,
     },
 }
 
@@ -144,6 +174,38 @@ fn main() -> ExitCode {
         Command::Rules {
             command: RulesCommand::Check { files },
         } => rules_cli::check(&files),
+        Command::Bench {
+            command:
+                BenchCommand::Replay {
+                    events,
+                    rules,
+                    workers,
+                    chunk_bytes,
+                    lateness,
+                    resolution,
+                    no_history,
+                },
+        } => {
+            let opts = bench::ReplayOptions {
+                events,
+                rules,
+                workers,
+                chunk_bytes,
+                lateness_ms: lateness,
+                resolution_ms: resolution,
+                history: !no_history,
+            };
+            match bench::replay(&opts) {
+                Ok(report) => {
+                    println!("{}", bench::describe(&report, &opts));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("jingzhi: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulate(a) => demo::simulate(a.seed, a.events, &a.out, &a.start, a.w1),
         Command::Serve(a) => {
             let mut config = server_config(a.listen, &a.engine);

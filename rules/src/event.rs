@@ -8,6 +8,7 @@
 //! that producers can send richer records.
 
 use crate::schema::{Field, StreamKind};
+use crate::smallstr::SmallStr;
 use crate::space::{CellId, Grid};
 use crate::sym::Sym;
 use crate::time::{format_rfc3339, parse_rfc3339, Millis};
@@ -41,7 +42,7 @@ pub struct Incident {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Traffic {
-    pub segment_id: Sym,
+    pub segment_id: SmallStr,
     pub speed_kmh: f64,
     pub flow: Option<f64>,
     pub occupancy: Option<f64>,
@@ -49,7 +50,7 @@ pub struct Traffic {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sensor {
-    pub sensor_id: Sym,
+    pub sensor_id: SmallStr,
     pub kind: Sym,
     pub value: f64,
     pub unit: Option<Sym>,
@@ -97,11 +98,11 @@ impl Event {
             (Body::Incident(i), Field::IncidentSeverity) => {
                 i.severity.map_or(Missing, |s| Number(f64::from(s)))
             }
-            (Body::Traffic(t), Field::SegmentId) => Sym(t.segment_id),
+            (Body::Traffic(t), Field::SegmentId) => Text(&t.segment_id),
             (Body::Traffic(t), Field::SpeedKmh) => Number(t.speed_kmh),
             (Body::Traffic(t), Field::Flow) => t.flow.map_or(Missing, Number),
             (Body::Traffic(t), Field::Occupancy) => t.occupancy.map_or(Missing, Number),
-            (Body::Sensor(s), Field::SensorId) => Sym(s.sensor_id),
+            (Body::Sensor(s), Field::SensorId) => Text(&s.sensor_id),
             (Body::Sensor(s), Field::SensorKind) => Sym(s.kind),
             (Body::Sensor(s), Field::Value) => Number(s.value),
             (Body::Sensor(s), Field::Unit) => s.unit.map_or(Missing, Sym),
@@ -250,8 +251,8 @@ impl ParseContext {
 }
 
 /// A JSON scalar as read, before the schema says what it should be.
-#[derive(Debug)]
-enum Scalar<'a> {
+#[derive(Debug, PartialEq)]
+pub(crate) enum Scalar<'a> {
     Int(u64),
     NegInt,
     Float(f64),
@@ -327,40 +328,40 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-#[derive(Deserialize, Default)]
-struct RawEvent<'a> {
+#[derive(Deserialize, Default, Debug, PartialEq)]
+pub(crate) struct RawEvent<'a> {
     #[serde(borrow)]
-    stream: Option<Scalar<'a>>,
+    pub(crate) stream: Option<Scalar<'a>>,
     #[serde(borrow)]
-    ts: Option<Scalar<'a>>,
+    pub(crate) ts: Option<Scalar<'a>>,
     #[serde(borrow)]
-    cell: Option<Scalar<'a>>,
+    pub(crate) cell: Option<Scalar<'a>>,
     #[serde(borrow)]
-    lon: Option<Scalar<'a>>,
+    pub(crate) lon: Option<Scalar<'a>>,
     #[serde(borrow)]
-    lat: Option<Scalar<'a>>,
+    pub(crate) lat: Option<Scalar<'a>>,
     #[serde(borrow)]
-    incident_id: Option<Scalar<'a>>,
+    pub(crate) incident_id: Option<Scalar<'a>>,
     #[serde(borrow)]
-    kind: Option<Scalar<'a>>,
+    pub(crate) kind: Option<Scalar<'a>>,
     #[serde(borrow)]
-    severity: Option<Scalar<'a>>,
+    pub(crate) severity: Option<Scalar<'a>>,
     #[serde(borrow)]
-    description: Option<Scalar<'a>>,
+    pub(crate) description: Option<Scalar<'a>>,
     #[serde(borrow)]
-    segment_id: Option<Scalar<'a>>,
+    pub(crate) segment_id: Option<Scalar<'a>>,
     #[serde(borrow)]
-    speed_kmh: Option<Scalar<'a>>,
+    pub(crate) speed_kmh: Option<Scalar<'a>>,
     #[serde(borrow)]
-    flow: Option<Scalar<'a>>,
+    pub(crate) flow: Option<Scalar<'a>>,
     #[serde(borrow)]
-    occupancy: Option<Scalar<'a>>,
+    pub(crate) occupancy: Option<Scalar<'a>>,
     #[serde(borrow)]
-    sensor_id: Option<Scalar<'a>>,
+    pub(crate) sensor_id: Option<Scalar<'a>>,
     #[serde(borrow)]
-    value: Option<Scalar<'a>>,
+    pub(crate) value: Option<Scalar<'a>>,
     #[serde(borrow)]
-    unit: Option<Scalar<'a>>,
+    pub(crate) unit: Option<Scalar<'a>>,
 }
 
 struct Checker {
@@ -477,6 +478,19 @@ impl Checker {
         Sym::intern(text).map_err(|e| self.err(field, RejectReason::OutOfRange, e.to_string()))
     }
 
+    /// An entity id: kept as text; interned only where it is a location.
+    fn id(&self, field: &'static str, v: &Scalar) -> Result<SmallStr, LineError> {
+        let text = self.text(field, v)?;
+        if text.len() > crate::sym::MAX_SYMBOL_LEN {
+            return Err(self.err(
+                field,
+                RejectReason::OutOfRange,
+                format!("is longer than {} bytes", crate::sym::MAX_SYMBOL_LEN),
+            ));
+        }
+        Ok(SmallStr::new(text))
+    }
+
     fn opt_sym(&self, field: &'static str, v: &Option<Scalar>) -> Result<Option<Sym>, LineError> {
         match v {
             None | Some(Scalar::Null) => Ok(None),
@@ -499,13 +513,24 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
     if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(invalid("expected a JSON object".to_string()));
     }
-    let raw: RawEvent = serde_json::from_slice(line).map_err(|e| {
-        invalid(format!(
-            "invalid JSON at column {}: {}",
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
+    // Most lines are flat objects of plain strings and numbers; the scanner
+    // reads those directly and leaves anything else to serde_json, which
+    // also words the errors. Both produce the same raw form.
+    let raw: RawEvent = match crate::scan::scan_flat(line) {
+        Some(raw) => raw,
+        None => serde_json::from_slice(line).map_err(|e| {
+            invalid(format!(
+                "invalid JSON at column {}: {}",
+                e.column(),
+                strip_position(&e.to_string())
+            ))
+        })?,
+    };
+    validate(raw, ctx)
+}
+
+/// Checks a raw line against the schema and builds the event.
+fn validate(raw: RawEvent, ctx: &ParseContext) -> Result<Event, LineError> {
     let mut c = Checker { stream: None };
     let stream_text = c.text("stream", c.required("stream", &raw.stream)?)?;
     let stream = StreamKind::from_name(stream_text).ok_or_else(|| LineError {
@@ -671,7 +696,7 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             )
         }
         StreamKind::Traffic => {
-            let segment_id = c.sym("segment_id", c.required("segment_id", &raw.segment_id)?)?;
+            let segment_id = c.id("segment_id", c.required("segment_id", &raw.segment_id)?)?;
             let speed_kmh = c.number("speed_kmh", c.required("speed_kmh", &raw.speed_kmh)?)?;
             if speed_kmh > 400.0 {
                 return Err(c.err(
@@ -682,7 +707,12 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             }
             let flow = c.opt_number("flow", &raw.flow, 0.0..=1e6)?;
             let occupancy = c.opt_number("occupancy", &raw.occupancy, 0.0..=100.0)?;
-            let location = located.map_or(Location::Segment(segment_id), Location::Cell);
+            let location = match located {
+                Some(cell) => Location::Cell(cell),
+                None => Location::Segment(
+                    c.sym("segment_id", c.required("segment_id", &raw.segment_id)?)?,
+                ),
+            };
             (
                 Body::Traffic(Traffic {
                     segment_id,
@@ -694,11 +724,16 @@ pub fn parse_line(line: &[u8], ctx: &ParseContext) -> Result<Event, LineError> {
             )
         }
         StreamKind::Sensor => {
-            let sensor_id = c.sym("sensor_id", c.required("sensor_id", &raw.sensor_id)?)?;
+            let sensor_id = c.id("sensor_id", c.required("sensor_id", &raw.sensor_id)?)?;
             let kind = c.sym("kind", c.required("kind", &raw.kind)?)?;
             let value = c.signed_number("value", c.required("value", &raw.value)?)?;
             let unit = c.opt_sym("unit", &raw.unit)?;
-            let location = located.map_or(Location::Sensor(sensor_id), Location::Cell);
+            let location = match located {
+                Some(cell) => Location::Cell(cell),
+                None => {
+                    Location::Sensor(c.sym("sensor_id", c.required("sensor_id", &raw.sensor_id)?)?)
+                }
+            };
             (
                 Body::Sensor(Sensor {
                     sensor_id,
@@ -780,6 +815,7 @@ mod tests {
         let e = parse(r#"{"stream":"traffic","ts":"2026-01-01T08:00:00+08:00","segment_id":"g7","speed_kmh":12.5}"#).unwrap();
         assert_eq!(e.ts, 1_767_225_600_000);
         assert_eq!(e.location, Location::Segment(Sym::intern("g7").unwrap()));
+        assert_eq!(e.field(Field::SegmentId), FieldValue::Text("g7"));
         let e = parse(r#"{"stream":"incident","ts":1767225600000,"incident_id":"i1","kind":"flood","lon":116.4,"lat":39.9,"description":"积水"}"#).unwrap();
         assert!(matches!(e.location, Location::Cell(_)));
     }

@@ -7,6 +7,7 @@
 //! per-line error instead of exhausting memory. Free text and one-off ids
 //! (incident ids, descriptions) are never interned.
 
+use crate::fxhash::FxHashMap;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -25,7 +26,26 @@ pub struct Sym(u32);
 
 struct Table {
     by_text: HashMap<&'static str, u32>,
-    texts: Vec<&'static str>,
+    len: usize,
+}
+
+/// Texts by number, readable without a lock: segment `k` holds numbers
+/// `2^k - 1 .. 2^(k+1) - 1`, allocated when first needed and never moved.
+/// Numbers are handed out under the table's write lock, and a text is
+/// stored before its number is published.
+const SEGMENTS: usize = 23;
+static TEXTS: [OnceLock<Box<[OnceLock<&'static str>]>>; SEGMENTS] =
+    [const { OnceLock::new() }; SEGMENTS];
+
+fn slot(n: usize) -> (usize, usize) {
+    let k = (usize::BITS - 1 - (n + 1).leading_zeros()) as usize;
+    (k, n + 1 - (1 << k))
+}
+
+fn store_text(n: usize, text: &'static str) {
+    let (k, i) = slot(n);
+    let segment = TEXTS[k].get_or_init(|| (0..1usize << k).map(|_| OnceLock::new()).collect());
+    let _ = segment[i].set(text);
 }
 
 fn table() -> &'static RwLock<Table> {
@@ -33,13 +53,13 @@ fn table() -> &'static RwLock<Table> {
     TABLE.get_or_init(|| {
         RwLock::new(Table {
             by_text: HashMap::new(),
-            texts: Vec::new(),
+            len: 0,
         })
     })
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<&'static str, Sym>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<FxHashMap<&'static str, Sym>> = RefCell::new(FxHashMap::default());
 }
 
 /// Why a string could not be interned.
@@ -89,14 +109,15 @@ impl Sym {
         if let Some(&n) = t.by_text.get(text) {
             return Ok(Sym(n));
         }
-        if t.texts.len() >= MAX_SYMBOLS {
+        if t.len >= MAX_SYMBOLS {
             return Err(SymError::TableFull);
         }
         let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
-        let n = t.texts.len() as u32;
-        t.texts.push(leaked);
-        t.by_text.insert(leaked, n);
-        Ok(Sym(n))
+        let n = t.len;
+        store_text(n, leaked);
+        t.len += 1;
+        t.by_text.insert(leaked, n as u32);
+        Ok(Sym(n as u32))
     }
 
     /// Looks `text` up without interning it.
@@ -109,17 +130,18 @@ impl Sym {
     }
 
     pub fn as_str(self) -> &'static str {
-        let t = table().read().unwrap_or_else(|e| e.into_inner());
-        t.texts[self.0 as usize]
+        let (k, i) = slot(self.0 as usize);
+        // A Sym exists only after its text was stored.
+        TEXTS[k]
+            .get()
+            .and_then(|segment| segment[i].get())
+            .copied()
+            .unwrap_or("")
     }
 
     /// Number of symbols interned so far.
     pub fn count() -> usize {
-        table()
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .texts
-            .len()
+        table().read().unwrap_or_else(|e| e.into_inner()).len
     }
 }
 
@@ -163,6 +185,21 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a.as_str(), "water_level");
         assert_eq!(Sym::lookup("water_level"), Some(a));
+    }
+
+    #[test]
+    fn slots_cover_numbers_without_gaps() {
+        assert_eq!(slot(0), (0, 0));
+        assert_eq!(slot(1), (1, 0));
+        assert_eq!(slot(2), (1, 1));
+        assert_eq!(slot(3), (2, 0));
+        assert!(slot(MAX_SYMBOLS - 1).0 < SEGMENTS);
+        let many: Vec<Sym> = (0..5000)
+            .map(|i| Sym::intern(&format!("many-{i}")).unwrap())
+            .collect();
+        for (i, s) in many.iter().enumerate() {
+            assert_eq!(s.as_str(), format!("many-{i}"));
+        }
     }
 
     #[test]

@@ -333,7 +333,7 @@ fn count_of_a_field_counts_events_that_have_it() {
         ts: 1_767_225_600_000,
         location: Location::Cell(1),
         body: Body::Sensor(Sensor {
-            sensor_id: sym("s1"),
+            sensor_id: "s1".into(),
             kind: sym("water_level"),
             value: 0.5,
             unit: unit.map(sym),

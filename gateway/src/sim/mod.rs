@@ -487,7 +487,7 @@ impl Simulator {
             ts: t,
             location,
             body: Body::Sensor(Sensor {
-                sensor_id: id,
+                sensor_id: id.into(),
                 kind: self.syms.sensor_kind[slot],
                 value,
                 unit: Some(self.syms.sensor_unit[slot]),
@@ -523,7 +523,7 @@ impl Simulator {
             ts: t,
             location: Location::Cell(cell),
             body: Body::Traffic(Traffic {
-                segment_id: id,
+                segment_id: id.into(),
                 speed_kmh: round_to(speed, 1),
                 flow: Some(flow),
                 occupancy: Some(occupancy),

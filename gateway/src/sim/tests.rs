@@ -75,7 +75,7 @@ impl<'a> View<'a> {
         Self::in_window(events, from, to)
             .filter_map(|e| match &e.body {
                 Body::Sensor(s) if s.kind.as_str() == kind => {
-                    Some((self.cell(e), s.sensor_id, s.value))
+                    Some((self.cell(e), sym(&s.sensor_id), s.value))
                 }
                 _ => None,
             })
@@ -302,7 +302,7 @@ fn every_line_parses_back_in_time_order() {
             match (&event.body, &event.location) {
                 (Body::Sensor(s), Location::Cell(c)) => {
                     sensor_events += 1;
-                    assert_eq!(sensors[&s.sensor_id], *c, "{line}");
+                    assert_eq!(sensors[&sym(&s.sensor_id)], *c, "{line}");
                 }
                 (Body::Sensor(s), Location::Sensor(id)) => {
                     sensor_events += 1;
@@ -310,7 +310,7 @@ fn every_line_parses_back_in_time_order() {
                     assert_eq!(s.sensor_id, *id);
                 }
                 (Body::Traffic(t), Location::Cell(c)) => {
-                    assert_eq!(segments[&t.segment_id], *c, "{line}")
+                    assert_eq!(segments[&sym(&t.segment_id)], *c, "{line}")
                 }
                 (Body::Incident(i), Location::Cell(c)) => {
                     assert!(city.district_of(*c).is_some(), "{line}");
@@ -612,7 +612,7 @@ fn readings_stay_in_their_normal_ranges_in_quiet_places() {
                 seen.insert(s.kind.as_str());
             }
             Body::Traffic(t) => {
-                let seg = city.segments.iter().find(|s| s.id == t.segment_id).unwrap();
+                let seg = city.segments.iter().find(|s| t.segment_id == s.id).unwrap();
                 let (lo, hi) = seg.class.speed_range();
                 assert!(
                     t.speed_kmh >= lo * 0.95 && t.speed_kmh <= hi * 1.05,
@@ -688,8 +688,13 @@ fn write_simulation_writes_events_and_reference() {
     for line in text.lines() {
         let e = parse_line(line.as_bytes(), &ctx).unwrap();
         match &e.body {
-            Body::Sensor(s) => assert!(reference.sensors.contains_key(&s.sensor_id), "{line}"),
-            Body::Traffic(t) => assert!(reference.segments.contains_key(&t.segment_id), "{line}"),
+            Body::Sensor(s) => {
+                assert!(reference.sensors.contains_key(&sym(&s.sensor_id)), "{line}")
+            }
+            Body::Traffic(t) => assert!(
+                reference.segments.contains_key(&sym(&t.segment_id)),
+                "{line}"
+            ),
             Body::Incident(_) => {}
         }
     }
@@ -816,4 +821,9 @@ fn demo_holds_across_seeds_and_hours() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// An event's entity id as the reference data's symbol.
+fn sym(id: &str) -> Sym {
+    Sym::intern(id).expect("simulated ids are valid symbols")
 }

@@ -1,0 +1,474 @@
+//! `jingzhi bench`: measures the whole path from NDJSON bytes to the final
+//! alert set, in process (replay of a file) and over HTTP.
+
+use crate::app::now_ms;
+use jingzhi_dataflow::{
+    ChunkReport, Engine, EngineConfig, EngineOutput, GroupKey, RuleId, Time, WindowConfig,
+};
+use jingzhi_rules::event::ParseContext;
+use jingzhi_rules::lang::{compile, render_diagnostics, CheckOptions, SourceFile};
+use jingzhi_rules::plan::{RulePlan, Window};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Reads rules from files and directories of `*.rules`.
+pub fn load_rules(paths: &[PathBuf], min_window_ms: u64) -> Result<Vec<RulePlan>, String> {
+    let mut sources = Vec::new();
+    for p in paths {
+        let files = if p.is_dir() {
+            crate::rules_load::rule_files(p)?
+        } else {
+            vec![p.clone()]
+        };
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            sources.push(SourceFile {
+                name: f.display().to_string(),
+                text,
+            });
+        }
+    }
+    let compiled = compile(&sources, &CheckOptions { min_window_ms });
+    if compiled.has_errors() {
+        return Err(render_diagnostics(&compiled.diagnostics, &sources));
+    }
+    Ok(compiled.plans)
+}
+
+/// Settings of an in-process replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub events: PathBuf,
+    pub rules: Vec<PathBuf>,
+    pub workers: usize,
+    /// Bytes of NDJSON handed to a worker at a time (the clock advances after each).
+    pub chunk_bytes: usize,
+    pub lateness_ms: u64,
+    pub resolution_ms: u64,
+    /// Keep recent events for rules installed later (off for a fixed rule set).
+    pub history: bool,
+}
+
+/// One alert's active interval.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interval {
+    pub rule: RuleId,
+    pub key: GroupKey,
+    pub raised: Time,
+    pub cleared: Option<Time>,
+}
+
+/// What a replay measured.
+#[derive(Clone, Debug)]
+pub struct ReplayReport {
+    pub events: usize,
+    pub rejected: usize,
+    pub bytes: usize,
+    pub seconds: f64,
+    pub changes: usize,
+    pub intervals: Vec<Interval>,
+    pub peak_rss_bytes: Option<u64>,
+    pub window_records_at_end: u64,
+    pub plans: Vec<Arc<RulePlan>>,
+    pub rule_ids: Vec<RuleId>,
+}
+
+impl ReplayReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    /// For a rule on tumbling windows grouped by cell: every (cell, window)
+    /// whose result was an alert, and a hash of the sorted set in the form
+    /// `shared/bench/w1_duckdb.py` prints.
+    pub fn tumbling_windows(&self, rule: RuleId) -> Option<(BTreeSet<(u32, u64)>, String)> {
+        let idx = self.rule_ids.iter().position(|&r| r == rule)?;
+        let w = match self.plans[idx].terms.first()?.window {
+            Window::Tumbling(w) => w,
+            Window::Sliding(_) => return None,
+        };
+        let mut set = BTreeSet::new();
+        for i in self.intervals.iter().filter(|i| i.rule == rule) {
+            let GroupKey::Cell(cell) = i.key else {
+                continue;
+            };
+            // Window k is reported from (k+1)·w; count every report start
+            // inside the interval.
+            let first = i.raised.div_ceil(w);
+            let Some(end) = i.cleared else { continue };
+            let mut b = first * w;
+            while b < end {
+                set.insert((cell, b / w - 1));
+                b += w;
+            }
+        }
+        let text: String = set.iter().map(|(c, w)| format!("{c},{w}\n")).collect();
+        let hash = sha256_hex(text.as_bytes());
+        Some((set, hash[..16].to_string()))
+    }
+}
+
+/// Peak resident set size of this process, from /proc.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Reads a file in blocks of about `size` bytes, each ending at a line end.
+struct Blocks {
+    file: std::fs::File,
+    carry: Vec<u8>,
+    size: usize,
+    done: bool,
+}
+
+impl Blocks {
+    fn next_block(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        if self.done {
+            return Ok(None);
+        }
+        let mut block = std::mem::take(&mut self.carry);
+        let have = block.len();
+        block.resize(have + self.size, 0);
+        let mut filled = have;
+        while filled < block.len() {
+            let n = self.file.read(&mut block[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        block.truncate(filled);
+        if filled < have + self.size {
+            self.done = true;
+            return Ok(if block.is_empty() { None } else { Some(block) });
+        }
+        if let Some(end) = block.iter().rposition(|&b| b == b'\n') {
+            self.carry = block.split_off(end + 1);
+        }
+        Ok(Some(block))
+    }
+}
+
+/// Replays an NDJSON file through the engine on the event clock and
+/// collects every alert interval.
+pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
+    let open = |p: &PathBuf| std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()));
+    let mut blocks = Blocks {
+        file: open(&opts.events)?,
+        carry: Vec::new(),
+        size: opts.chunk_bytes.max(4096),
+        done: false,
+    };
+    let plans = load_rules(&opts.rules, opts.resolution_ms)?;
+    let reference = crate::city::default_reference()?;
+    let context = Arc::new(ParseContext::new(
+        reference.grid.clone(),
+        now_ms(),
+        86_400_000,
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let config = EngineConfig {
+            workers: opts.workers.max(1),
+            window: WindowConfig {
+                resolution_ms: opts.resolution_ms.max(1),
+                keep_history: opts.history,
+                min_history_ms: 0,
+            },
+            // A few chunks in flight per worker keep it busy without
+            // holding the file in memory.
+            command_capacity: 4,
+        };
+        let (engine, output) = Engine::start(config, 0).map_err(|e| e.to_string())?;
+        engine
+            .update_reference(reference.as_changes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rule_ids = Vec::new();
+        let mut plans_arc = Vec::new();
+        for p in plans {
+            let p = Arc::new(p);
+            rule_ids.push(
+                engine
+                    .add_rule(p.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            plans_arc.push(p);
+        }
+        let reach = plans_arc.iter().map(|p| p.reach()).max().unwrap_or(0);
+        let end_marker = Arc::new(AtomicU64::new(Time::MAX));
+        let marker = end_marker.clone();
+        let collector = std::thread::spawn(move || collect(output, &marker));
+
+        let started = Instant::now();
+        let (reply_tx, replies) = std::sync::mpsc::channel::<ChunkReport>();
+        let (mut sent, mut answered) = (0usize, 0usize);
+        let (mut events, mut rejected, mut bytes) = (0, 0, 0);
+        let mut max_ts = 0;
+        let absorb =
+            |r: ChunkReport, events: &mut usize, rejected: &mut usize, max_ts: &mut u64| {
+                *events += r.accepted;
+                *rejected += r.rejected;
+                *max_ts = (*max_ts).max(r.max_ts);
+            };
+        while let Some(block) = blocks.next_block().map_err(|e| e.to_string())? {
+            bytes += block.len();
+            engine
+                .send_ndjson(block, context.clone(), reply_tx.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            sent += 1;
+            // The event clock follows what the workers have read so far;
+            // later chunks hold later events, so none of them is late.
+            while let Ok(r) = replies.try_recv() {
+                answered += 1;
+                absorb(r, &mut events, &mut rejected, &mut max_ts);
+            }
+            engine
+                .advance(max_ts.saturating_sub(opts.lateness_ms))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        while answered < sent {
+            let r = replies.recv().map_err(|_| "a worker stopped".to_string())?;
+            answered += 1;
+            absorb(r, &mut events, &mut rejected, &mut max_ts);
+        }
+        // Close every window: past the last event plus the longest reach.
+        let end = max_ts + reach + opts.resolution_ms.max(1);
+        end_marker.store(end, Ordering::SeqCst);
+        engine.advance(end).await.map_err(|e| e.to_string())?;
+        engine.shutdown().await;
+        let (changes, intervals, finished) = collector
+            .join()
+            .map_err(|_| "the output collector failed".to_string())?;
+        let seconds = finished
+            .unwrap_or_else(Instant::now)
+            .duration_since(started)
+            .as_secs_f64();
+        Ok(ReplayReport {
+            events,
+            rejected,
+            bytes,
+            seconds,
+            changes,
+            intervals,
+            peak_rss_bytes: peak_rss_bytes(),
+            window_records_at_end: engine.retained().window_records(),
+            plans: plans_arc,
+            rule_ids,
+        })
+    })
+}
+
+/// Drains engine output until it stops, turning changes into intervals;
+/// also returns when the output first became complete past `end`.
+fn collect(
+    output: std::sync::mpsc::Receiver<EngineOutput>,
+    end: &AtomicU64,
+) -> (usize, Vec<Interval>, Option<Instant>) {
+    let mut finished = None;
+    let mut open: BTreeMap<(RuleId, GroupKey), (Time, isize)> = BTreeMap::new();
+    let mut done = Vec::new();
+    let mut changes = 0;
+    while let Ok(out) = output.recv() {
+        match out {
+            EngineOutput::Changes { time, updates } => {
+                changes += updates.len();
+                let mut net: BTreeMap<(RuleId, GroupKey), isize> = BTreeMap::new();
+                for u in updates {
+                    *net.entry((u.rule, u.key)).or_default() += u.diff;
+                }
+                for (k, d) in net {
+                    if d > 0 {
+                        open.insert(k, (time, d));
+                    } else if d < 0 {
+                        if let Some((raised, _)) = open.remove(&k) {
+                            done.push(Interval {
+                                rule: k.0,
+                                key: k.1,
+                                raised,
+                                cleared: Some(time),
+                            });
+                        }
+                    }
+                }
+            }
+            EngineOutput::Complete { through } => {
+                if finished.is_none() && through > end.load(Ordering::SeqCst) {
+                    finished = Some(Instant::now());
+                }
+            }
+            EngineOutput::Stopped { .. } => break,
+        }
+    }
+    for ((rule, key), (raised, _)) in open {
+        done.push(Interval {
+            rule,
+            key,
+            raised,
+            cleared: None,
+        });
+    }
+    done.sort();
+    (changes, done, finished)
+}
+
+/// SHA-256 of `data` as lowercase hex (FIPS 180-4), for comparing alert sets
+/// with `shared/bench/w1_duckdb.py`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for block in msg.chunks(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                block[4 * i],
+                block[4 * i + 1],
+                block[4 * i + 2],
+                block[4 * i + 3],
+            ]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+            let t1 = v[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+            let t2 = s0.wrapping_add(maj);
+            v = [
+                t1.wrapping_add(t2),
+                v[0],
+                v[1],
+                v[2],
+                v[3].wrapping_add(t1),
+                v[4],
+                v[5],
+                v[6],
+            ];
+        }
+        for (a, b) in h.iter_mut().zip(v) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
+
+/// Formats a replay report for people.
+pub fn describe(report: &ReplayReport, opts: &ReplayOptions) -> String {
+    let mut s = format!(
+        "replay {}: {} events ({} rejected, {:.1} MB) with {} rule(s), {} worker(s): {:.3} s, {:.0} events/s; {} alert changes, {} alert intervals; peak RSS {}; window records at end {}",
+        opts.events.display(),
+        report.events,
+        report.rejected,
+        report.bytes as f64 / 1e6,
+        report.plans.len(),
+        opts.workers,
+        report.seconds,
+        report.events_per_second(),
+        report.changes,
+        report.intervals.len(),
+        report
+            .peak_rss_bytes
+            .map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        report.window_records_at_end,
+    );
+    for (i, id) in report.rule_ids.iter().enumerate() {
+        if let Some((set, hash)) = report.tumbling_windows(*id) {
+            s.push_str(&format!(
+                "\n  rule {}: {} alerting (cell, window) pairs, hash={hash}",
+                report.plans[i].name,
+                set.len()
+            ));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_known_answers() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let long = vec![b'a'; 1000];
+        assert_eq!(
+            sha256_hex(&long),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        );
+    }
+
+    #[test]
+    fn blocks_end_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson");
+        std::fs::write(&path, "aaaa\nbb\ncccccc\nd").unwrap();
+        let mut blocks = Blocks {
+            file: std::fs::File::open(&path).unwrap(),
+            carry: Vec::new(),
+            size: 6,
+            done: false,
+        };
+        let mut got = Vec::new();
+        while let Some(b) = blocks.next_block().unwrap() {
+            got.push(String::from_utf8(b).unwrap());
+        }
+        assert_eq!(got.concat(), "aaaa\nbb\ncccccc\nd");
+        for b in &got[..got.len() - 1] {
+            assert!(b.ends_with('\n'), "{got:?}");
+        }
+    }
+}
