@@ -1,0 +1,596 @@
+//! The incremental engine against the batch oracle (`jingzhi_rules::oracle`)
+//! on random rules and random scripts: out-of-order arrivals within the
+//! window, late events beyond it, duplicate ids, entity-located events and
+//! sensors moving between cells, with 1, 2 and 4 workers.
+//!
+//! Seeded and reproducible: `JINGZHI_SEED=<n>` replays a run (the seed is
+//! printed on failure), `JINGZHI_CASES=<n>` sets the number of cases. A
+//! failing case is shrunk and printed as a rule file and an NDJSON script
+//! (events, and `{"watermark": ts}` / `{"reference": …}` lines in arrival
+//! order) that reproduce it against `jingzhi serve --clock event`.
+//!
+//! Every new language construct gets its generator here.
+
+use jingzhi_dataflow::{Engine, EngineConfig, EngineOutput, GroupKey, Time, WindowConfig};
+use jingzhi_rules::event::{Body, Event, Incident, Location, Sensor, Traffic};
+use jingzhi_rules::lang::{compile, render_diagnostics, CheckOptions, SourceFile};
+use jingzhi_rules::oracle::{evaluate, OracleChange, OracleKey, OracleRow, Step};
+use jingzhi_rules::plan::{RulePlan, TermStats};
+use jingzhi_rules::space::{Reference, ReferenceChange, ReferenceFile, SensorRef};
+use jingzhi_rules::Sym;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+const T0: Time = 1_767_225_600_000;
+const RESOLUTION: Time = 1000;
+const CELLS: u32 = 6;
+const SENSORS: usize = 3;
+
+// ---------------------------------------------------------------- rules
+
+#[derive(Clone, Debug)]
+enum Filter {
+    SensorKind(&'static str),
+    SensorKindIn,
+    ValueAbove(f64),
+    SpeedBelow(f64),
+    FlowPresent,
+    IncidentKind(&'static str),
+    SeverityAtLeast(u8),
+    Not(Box<Filter>),
+    And(Box<Filter>, Box<Filter>),
+    Or(Box<Filter>, Box<Filter>),
+}
+
+#[derive(Clone, Debug)]
+struct TermSpec {
+    agg: &'static str,
+    /// 0 sensor.value, 1 traffic.speed_kmh, 2 traffic.flow, 3 incident.severity, 4 count(sensor)
+    source: u8,
+    filter: Option<Filter>,
+    tumbling: bool,
+    seconds: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Cond {
+    Cmp(usize, &'static str, f64),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+    Not(Box<Cond>),
+}
+
+#[derive(Clone, Debug)]
+struct RuleSpec {
+    by_district: bool,
+    severity: &'static str,
+    terms: Vec<TermSpec>,
+    when: Cond,
+}
+
+fn stream_of(source: u8) -> &'static str {
+    match source {
+        0 | 4 => "sensor",
+        1 | 2 => "traffic",
+        _ => "incident",
+    }
+}
+
+fn filter_text(f: &Filter) -> String {
+    match f {
+        Filter::SensorKind(k) | Filter::IncidentKind(k) => format!("kind == \"{k}\""),
+        Filter::SensorKindIn => "kind in [\"water_level\", \"gas_lel\"]".into(),
+        Filter::ValueAbove(x) => format!("value > {x}"),
+        Filter::SpeedBelow(x) => format!("speed_kmh < {x}"),
+        Filter::FlowPresent => "flow >= 0".into(),
+        Filter::SeverityAtLeast(n) => format!("incident.severity >= {n}"),
+        Filter::Not(a) => format!("not ({})", filter_text(a)),
+        Filter::And(a, b) => format!("({}) and ({})", filter_text(a), filter_text(b)),
+        Filter::Or(a, b) => format!("({}) or ({})", filter_text(a), filter_text(b)),
+    }
+}
+
+fn cond_text(c: &Cond) -> String {
+    match c {
+        Cond::Cmp(t, op, x) => format!("t{t} {op} {x}"),
+        Cond::And(a, b) => format!("({}) and ({})", cond_text(a), cond_text(b)),
+        Cond::Or(a, b) => format!("({}) or ({})", cond_text(a), cond_text(b)),
+        Cond::Not(a) => format!("not ({})", cond_text(a)),
+    }
+}
+
+impl RuleSpec {
+    fn text(&self, i: usize) -> String {
+        let mut s = format!(
+            "rule r{i} \"规则 {i}\" {{\n  severity {}\n  group by {}\n",
+            self.severity,
+            if self.by_district { "district" } else { "cell" }
+        );
+        for (t, term) in self.terms.iter().enumerate() {
+            let stream = stream_of(term.source);
+            let arg = match term.source {
+                4 => stream.to_string(),
+                0 => "sensor.value".into(),
+                1 => "traffic.speed_kmh".into(),
+                2 => "traffic.flow".into(),
+                _ => "incident.severity".into(),
+            };
+            let agg = if term.source == 4 { "count" } else { term.agg };
+            let filter = term
+                .filter
+                .as_ref()
+                .map(|f| format!(" where {}", filter_text(f)))
+                .unwrap_or_default();
+            let window = if term.tumbling { "tumbling " } else { "" };
+            s.push_str(&format!(
+                "  let t{t} = {agg}({arg}{filter}) over {window}{}s\n",
+                term.seconds
+            ));
+        }
+        s.push_str(&format!("  when {}\n}}\n", cond_text(&self.when)));
+        s
+    }
+}
+
+fn filter_for(source: u8) -> BoxedStrategy<Filter> {
+    let leaf: BoxedStrategy<Filter> = match source {
+        0 => prop_oneof![
+            prop::sample::select(vec!["water_level", "gas_lel", "rainfall"])
+                .prop_map(Filter::SensorKind),
+            Just(Filter::SensorKindIn),
+            (0..8u8).prop_map(|x| Filter::ValueAbove(f64::from(x) * 0.5)),
+        ]
+        .boxed(),
+        1 | 2 => prop_oneof![
+            (1..8u8).prop_map(|x| Filter::SpeedBelow(f64::from(x) * 5.0)),
+            Just(Filter::FlowPresent),
+        ]
+        .boxed(),
+        _ => prop_oneof![
+            prop::sample::select(vec!["flood", "accident"]).prop_map(Filter::IncidentKind),
+            (1..5u8).prop_map(Filter::SeverityAtLeast),
+        ]
+        .boxed(),
+    };
+    leaf.prop_recursive(2, 4, 2, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|a| Filter::Not(Box::new(a))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+        ]
+    })
+    .boxed()
+}
+
+fn term_spec() -> impl Strategy<Value = TermSpec> {
+    (
+        0..5u8,
+        prop::sample::select(vec!["count", "sum", "avg", "min", "max"]),
+        any::<bool>(),
+        prop::sample::select(vec![1u64, 2, 3, 5, 10, 30]),
+    )
+        .prop_flat_map(|(source, agg, tumbling, seconds)| {
+            let filter_source = if source == 4 { 0 } else { source };
+            (
+                Just(source),
+                Just(agg),
+                prop::option::of(filter_for(filter_source)),
+                Just(tumbling),
+                Just(seconds),
+            )
+        })
+        .prop_map(|(source, agg, filter, tumbling, seconds)| TermSpec {
+            agg,
+            source,
+            filter,
+            tumbling,
+            seconds,
+        })
+}
+
+fn cond(terms: usize) -> BoxedStrategy<Cond> {
+    let leaf = (
+        0..terms,
+        prop::sample::select(vec![">", ">=", "<", "<=", "==", "!="]),
+        (0..12u8).prop_map(|x| f64::from(x) * 0.5),
+    )
+        .prop_map(|(t, op, x)| Cond::Cmp(t, op, x));
+    leaf.prop_recursive(2, 6, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::Or(Box::new(a), Box::new(b))),
+            inner.prop_map(|a| Cond::Not(Box::new(a))),
+        ]
+    })
+    .boxed()
+}
+
+fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+    prop::collection::vec(term_spec(), 1..=3).prop_flat_map(|terms| {
+        let n = terms.len();
+        (
+            any::<bool>(),
+            prop::sample::select(vec!["blue", "yellow", "orange", "red"]),
+            Just(terms),
+            cond(n),
+        )
+            .prop_map(|(by_district, severity, terms, when)| RuleSpec {
+                by_district,
+                severity,
+                terms,
+                when,
+            })
+    })
+}
+
+// ---------------------------------------------------------------- events
+
+#[derive(Clone, Debug)]
+enum EventSpec {
+    /// offset from the clock in 250 ms steps (negative: late), cell, kind, value
+    Sensor(i32, u32, u8, u8, bool),
+    Traffic(i32, u32, u8, Option<u8>),
+    /// offset, cell, kind, severity, id (small, so ids repeat)
+    Incident(i32, u32, u8, Option<u8>, u8),
+}
+
+#[derive(Clone, Debug)]
+enum StepSpec {
+    Events(Vec<EventSpec>),
+    /// Advance by this many 250 ms steps.
+    Advance(u16),
+    MoveSensor(usize, u32),
+}
+
+fn event_spec() -> impl Strategy<Value = EventSpec> {
+    let offset = -140..60i32; // up to 35 s late, 15 s early
+    prop_oneof![
+        5 => (offset.clone(), 0..CELLS, 0..3u8, 0..20u8, prop::bool::weighted(0.2))
+            .prop_map(|(o, c, k, v, by_id)| EventSpec::Sensor(o, c, k, v, by_id)),
+        3 => (offset.clone(), 0..CELLS, 0..30u8, prop::option::of(0..10u8))
+            .prop_map(|(o, c, s, f)| EventSpec::Traffic(o, c, s, f)),
+        2 => (offset, 0..CELLS, 0..3u8, prop::option::of(1..5u8), 0..4u8)
+            .prop_map(|(o, c, k, s, id)| EventSpec::Incident(o, c, k, s, id)),
+    ]
+}
+
+fn step_spec() -> impl Strategy<Value = StepSpec> {
+    prop_oneof![
+        6 => prop::collection::vec(event_spec(), 1..12).prop_map(StepSpec::Events),
+        5 => (0..40u16).prop_map(StepSpec::Advance),
+        1 => (0..SENSORS, 0..CELLS).prop_map(|(s, c)| StepSpec::MoveSensor(s, c)),
+    ]
+}
+
+// ---------------------------------------------------------------- a case
+
+#[derive(Clone)]
+struct Case {
+    rules: Vec<RuleSpec>,
+    steps: Vec<StepSpec>,
+}
+
+impl Case {
+    fn rules_text(&self) -> String {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.text(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The script as the engine and the oracle see it, and its final clock.
+    fn script(&self) -> (Vec<Step>, Time) {
+        let mut clock = T0;
+        let mut out = vec![Step::Advance(clock)];
+        for step in &self.steps {
+            match step {
+                StepSpec::Events(events) => out.push(Step::Events(
+                    events.iter().map(|e| make_event(e, clock)).collect(),
+                )),
+                StepSpec::Advance(n) => {
+                    clock += u64::from(*n) * 250;
+                    out.push(Step::Advance(clock));
+                }
+                StepSpec::MoveSensor(s, c) => out.push(Step::Reference(
+                    ReferenceChange::UpsertSensor(sensor_ref(*s, *c)),
+                )),
+            }
+        }
+        // Let every window close within the script.
+        clock += 65_000;
+        out.push(Step::Advance(clock));
+        (out, clock)
+    }
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (steps, _) = self.script();
+        writeln!(f, "\n--- rules (case.rules) ---\n{}", self.rules_text())?;
+        writeln!(f, "--- script (case.ndjson: post event lines in order, watermark lines to /api/v1/watermark) ---")?;
+        for s in steps {
+            match s {
+                Step::Events(events) => {
+                    for e in events {
+                        let mut line = String::new();
+                        e.write_json(&mut line);
+                        write!(f, "{line}")?;
+                    }
+                }
+                Step::Advance(t) => writeln!(f, "{{\"watermark\":{t}}}")?,
+                Step::Reference(c) => writeln!(
+                    f,
+                    "{{\"reference\":{}}}",
+                    serde_json::to_string(&c).unwrap_or_default()
+                )?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sensor_ref(s: usize, cell: u32) -> SensorRef {
+    SensorRef {
+        id: Sym::intern(&format!("s{s}")).unwrap(),
+        cell,
+        kind: None,
+        name: None,
+    }
+}
+
+fn make_event(e: &EventSpec, clock: Time) -> Event {
+    let ts = |o: i32| (clock as i64 + i64::from(o) * 250) as Time;
+    match e {
+        EventSpec::Sensor(o, cell, kind, value, by_id) => {
+            let id = format!("s{}", *cell as usize % SENSORS);
+            Event {
+                ts: ts(*o),
+                location: if *by_id {
+                    Location::Sensor(Sym::intern(&id).unwrap())
+                } else {
+                    Location::Cell(*cell)
+                },
+                body: Body::Sensor(Sensor {
+                    sensor_id: id.as_str().into(),
+                    kind: Sym::intern(["water_level", "gas_lel", "rainfall"][*kind as usize])
+                        .unwrap(),
+                    value: f64::from(*value) * 0.25,
+                    unit: None,
+                }),
+            }
+        }
+        EventSpec::Traffic(o, cell, speed, flow) => Event {
+            ts: ts(*o),
+            location: Location::Cell(*cell),
+            body: Body::Traffic(Traffic {
+                segment_id: format!("g{cell}").as_str().into(),
+                speed_kmh: f64::from(*speed) * 1.5,
+                flow: flow.map(f64::from),
+                occupancy: None,
+            }),
+        },
+        EventSpec::Incident(o, cell, kind, severity, id) => Event {
+            ts: ts(*o),
+            location: Location::Cell(*cell),
+            body: Body::Incident(Incident {
+                incident_id: format!("i{id}").into(),
+                kind: Sym::intern(["flood", "accident", "fire"][*kind as usize]).unwrap(),
+                severity: *severity,
+                description: None,
+            }),
+        },
+    }
+}
+
+/// A 3 × 2 grid in two districts, with three sensors registered.
+fn reference() -> Reference {
+    let file: ReferenceFile = serde_json::from_value(serde_json::json!({
+        "grid": {"west": 116.0, "south": 39.0, "east": 116.3, "north": 39.2, "cols": 3, "rows": 2},
+        "districts": [{"id": "d1", "name": "东区"}, {"id": "d2", "name": "西区"}],
+        "cells": [{"district": "d1", "cells": [0, 1, 3]}, {"district": "d2", "cells": [2, 4]}],
+        "sensors": [{"id": "s0", "cell": 0}, {"id": "s1", "cell": 2}, {"id": "s2", "cell": 5}]
+    }))
+    .unwrap();
+    Reference::from_file(file, None).unwrap()
+}
+
+fn compile_rules(text: &str) -> Vec<RulePlan> {
+    let files = [SourceFile {
+        name: "case.rules".into(),
+        text: text.into(),
+    }];
+    let compiled = compile(
+        &files,
+        &CheckOptions {
+            min_window_ms: RESOLUTION,
+        },
+    );
+    assert!(
+        !compiled.has_errors(),
+        "the generator wrote an invalid rule:\n{text}\n{}",
+        render_diagnostics(&compiled.diagnostics, &files)
+    );
+    compiled.plans
+}
+
+/// One change in a comparable form: time, rule, key, row (None: cleared).
+type Flat = (
+    Time,
+    String,
+    String,
+    Option<(String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>)>,
+);
+
+fn flat_oracle(changes: Vec<OracleChange>) -> Vec<Flat> {
+    changes
+        .into_iter()
+        .map(|c| {
+            let key = match c.key {
+                OracleKey::Cell(x) => format!("cell:{x}"),
+                OracleKey::District(d) => format!("district:{d}"),
+            };
+            (c.time, c.rule, key, c.row.map(flat_row))
+        })
+        .collect()
+}
+
+fn flat_row(r: OracleRow) -> (String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>) {
+    (
+        r.severity.name().into(),
+        r.values,
+        r.stats.iter().map(stats).collect(),
+    )
+}
+
+fn stats(s: &TermStats) -> (u64, f64, f64, f64) {
+    (s.count, s.sum, s.min, s.max)
+}
+
+fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> Vec<Flat> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = EngineConfig {
+            workers,
+            window: WindowConfig {
+                resolution_ms: RESOLUTION,
+                keep_history: true,
+                min_history_ms: 0,
+            },
+            command_capacity: 64,
+        };
+        let (engine, out) = Engine::start(config, 0).unwrap();
+        engine
+            .update_reference(reference().as_changes())
+            .await
+            .unwrap();
+        let mut names = BTreeMap::new();
+        for p in plans {
+            let id = engine.add_rule(Arc::new(p.clone())).await.unwrap();
+            names.insert(id, p.name.clone());
+        }
+        for s in steps {
+            match s {
+                Step::Events(e) => {
+                    engine.send_events(e.clone()).await.unwrap();
+                }
+                Step::Advance(t) => engine.advance(*t).await.unwrap(),
+                Step::Reference(c) => engine.update_reference(vec![c.clone()]).await.unwrap(),
+            }
+        }
+        let mut flat = Vec::new();
+        loop {
+            match out
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("engine output")
+            {
+                EngineOutput::Changes { time, updates } => {
+                    let mut per_key: BTreeMap<(String, String), Option<_>> = BTreeMap::new();
+                    for u in updates {
+                        let key = match u.key {
+                            GroupKey::Cell(x) => format!("cell:{x}"),
+                            GroupKey::District(d) => format!("district:{d}"),
+                        };
+                        let entry = per_key.entry((names[&u.rule].clone(), key)).or_insert(None);
+                        if u.diff > 0 {
+                            *entry = Some((
+                                u.row.severity.name().to_string(),
+                                u.row.values.iter().map(|v| v.map(|x| x.0)).collect(),
+                                u.row
+                                    .evidence
+                                    .iter()
+                                    .map(|e| (e.count, e.sum.0, e.min.0, e.max.0))
+                                    .collect(),
+                            ));
+                        }
+                    }
+                    for ((rule, key), row) in per_key {
+                        flat.push((time, rule, key, row));
+                    }
+                }
+                EngineOutput::Complete { through } if through > end => break,
+                EngineOutput::Complete { .. } => {}
+                EngineOutput::Stopped { reason } => panic!("engine stopped: {reason}"),
+            }
+        }
+        engine.shutdown().await;
+        flat
+    })
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec(rule_spec(), 1..=3),
+        prop::collection::vec(step_spec(), 1..40),
+    )
+        .prop_map(|(rules, steps)| Case { rules, steps })
+}
+
+#[test]
+fn engine_matches_the_oracle_on_random_rules_and_scripts() {
+    let seed: u64 = std::env::var("JINGZHI_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261128);
+    let cases: u32 = std::env::var("JINGZHI_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(48);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let eventful = std::cell::Cell::new(0u32);
+    let changes = std::cell::Cell::new(0usize);
+    let result = runner.run(&case_strategy(), |case| {
+        let plans = compile_rules(&case.rules_text());
+        let (steps, end) = case.script();
+        let expected = flat_oracle(evaluate(&plans, &reference(), &steps, RESOLUTION));
+        if !expected.is_empty() {
+            eventful.set(eventful.get() + 1);
+            changes.set(changes.get() + expected.len());
+        }
+        for workers in [1, 2, 4] {
+            let got = run_engine(&plans, &steps, end, workers);
+            if got != expected {
+                let first = got.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
+                return Err(TestCaseError::fail(format!(
+                    "{workers} worker(s) disagree with the oracle at change {first}:\n  engine: {:?}\n  oracle: {:?}\n  ({} engine changes, {} oracle changes)",
+                    got.get(first),
+                    expected.get(first),
+                    got.len(),
+                    expected.len()
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("seed {seed} (rerun with JINGZHI_SEED={seed}): {e}");
+    }
+    // A generator that never makes alerts would test nothing.
+    println!(
+        "{} of {cases} cases had alerts; {} changes compared",
+        eventful.get(),
+        changes.get()
+    );
+    assert!(
+        eventful.get() * 3 >= cases,
+        "too few cases raise alerts: {}",
+        eventful.get()
+    );
+}
