@@ -439,7 +439,7 @@ fn flat_oracle(changes: Vec<OracleChange>) -> Vec<Flat> {
         .collect()
 }
 
-fn flat_row(r: OracleRow) -> (String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>) {
+fn flat_row(r: OracleRow) -> FlatRow {
     (
         r.severity.name().into(),
         r.values,
