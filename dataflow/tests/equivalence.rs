@@ -418,13 +418,10 @@ fn compile_rules(text: &str) -> Vec<RulePlan> {
     compiled.plans
 }
 
+/// An alert row in a comparable form: severity, values, (count, sum, min, max) per term.
+type FlatRow = (String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>);
 /// One change in a comparable form: time, rule, key, row (None: cleared).
-type Flat = (
-    Time,
-    String,
-    String,
-    Option<(String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>)>,
-);
+type Flat = (Time, String, String, Option<FlatRow>);
 
 fn flat_oracle(changes: Vec<OracleChange>) -> Vec<Flat> {
     changes
