@@ -5,6 +5,7 @@ use crate::registry::PlanRegistry;
 use crate::types::{
     AlertRow, GroupKey, Partial, PartialKey, Place, RuleId, TermEvidence, Time, F64,
 };
+use crate::window::WHOLE_WINDOW;
 use differential_dataflow::VecCollection;
 use jingzhi_rules::plan::{GroupBy, TermStats};
 use jingzhi_rules::space::CellId;
@@ -69,14 +70,35 @@ pub fn alerts<'s>(
             ((rule, GroupKey::District(district)), p)
         });
 
-    by_cell_key.concat(by_district_key).reduce_named(
-        "Rules",
-        move |&(rule, _key), input, output| {
+    // Two levels: each slice of a term's window is merged on its own, then
+    // a key's slices and terms are merged and tested. A change re-reads one
+    // slice and the slice summaries, not every partial in a long window.
+    let keyed = by_cell_key.concat(by_district_key);
+    let whole = keyed.clone().filter(|(_, p)| p.slice == WHOLE_WINDOW);
+    keyed
+        .filter(|(_, p)| p.slice != WHOLE_WINDOW)
+        .map(|((rule, key), p)| ((rule, key, p.term, p.slice), p))
+        .reduce_named("Slices", |_key, input, output| {
+            let first = input[0].0;
+            let mut merged = Partial {
+                count: 0,
+                sum: F64(0.0),
+                ..*first
+            };
+            for (p, mult) in input {
+                if *mult > 0 {
+                    merged.merge(p, *mult as u64);
+                }
+            }
+            output.push((merged, 1));
+        })
+        .map(|((rule, key, _term, _slice), p)| ((rule, key), p))
+        .concat(whole)
+        .reduce_named("Rules", move |&(rule, _key), input, output| {
             if let Some(row) = evaluate(&registry, rule, input) {
                 output.push((row, 1));
             }
-        },
-    )
+        })
 }
 
 /// Aggregates one key's partials and tests the rule's condition.
@@ -86,19 +108,29 @@ fn evaluate(
     input: &[(&Partial, isize)],
 ) -> Option<AlertRow> {
     let plan = registry.get(rule)?;
-    let mut stats = vec![TermStats::default(); plan.terms.len()];
+    let mut merged: Vec<Partial> = (0..plan.terms.len())
+        .map(|t| Partial {
+            count: 0,
+            ..Partial::new(t as u16, 0, 0.0)
+        })
+        .collect();
     for (p, mult) in input {
-        let Some(slot) = stats.get_mut(p.term as usize) else {
-            continue;
-        };
-        if *mult <= 0 {
-            continue;
+        if let Some(slot) = merged.get_mut(p.term as usize) {
+            if *mult > 0 {
+                slot.merge(p, *mult as u64);
+            }
         }
-        let mut s = p.stats();
-        s.count *= *mult as u64;
-        s.sum *= *mult as f64;
-        slot.merge(&s);
     }
+    let stats: Vec<TermStats> = merged
+        .iter()
+        .map(|p| {
+            if p.count == 0 {
+                TermStats::default()
+            } else {
+                p.stats()
+            }
+        })
+        .collect();
     let values: Vec<Option<f64>> = plan
         .terms
         .iter()

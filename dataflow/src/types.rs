@@ -86,6 +86,10 @@ impl fmt::Display for GroupKey {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Partial {
     pub term: u16,
+    /// Which slice of the window, by exit time, this partial leaves in:
+    /// aggregation first merges each slice, then the slices, so that a
+    /// change re-reads one slice rather than the whole window.
+    pub slice: u32,
     pub count: u64,
     pub sum: F64,
     pub min: F64,
@@ -93,9 +97,10 @@ pub struct Partial {
 }
 
 impl Partial {
-    pub fn new(term: u16, x: f64) -> Partial {
+    pub fn new(term: u16, slice: u32, x: f64) -> Partial {
         Partial {
             term,
+            slice,
             count: 1,
             sum: F64(x),
             min: F64(x),
@@ -112,6 +117,22 @@ impl Partial {
         if x > self.max.0 {
             self.max = F64(x);
         }
+    }
+
+    /// Merges `other`, counted `times` times.
+    pub fn merge(&mut self, other: &Partial, times: u64) {
+        if other.count == 0 || times == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min = other.min;
+            self.max = other.max;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+        self.count += other.count * times;
+        self.sum.0 += other.sum.0 * times as f64;
     }
 
     pub fn stats(&self) -> TermStats {

@@ -86,6 +86,39 @@ pub struct WindowStats {
     pub expired_contributions: AtomicU64,
 }
 
+/// When a contribution enters its window: on arrival, or — for a sliding
+/// window and an event that arrives before its time (replay on the event
+/// clock) — at its time rounded up to the resolution, so that a replay's
+/// events share entry times and combine, as exits already do. Live events
+/// (time at or before arrival) enter exactly on arrival.
+pub fn entry(window: Window, start: Time, arrival: Time, resolution_ms: u64) -> Time {
+    match window {
+        Window::Sliding(_) if start > arrival => {
+            let r = resolution_ms.max(1);
+            start.div_ceil(r) * r
+        }
+        _ => start.max(arrival),
+    }
+}
+
+/// Slices per sliding window for two-level aggregation.
+const SLICES: u64 = 32;
+
+/// A tumbling window's partials all leave together: they need no slices.
+pub const WHOLE_WINDOW: u32 = u32::MAX;
+
+/// The slice of a window that a partial leaving at `end` belongs to.
+pub fn slice_of(window: Window, end: Time, resolution_ms: u64) -> u32 {
+    match window {
+        Window::Sliding(w) => {
+            let width = (w / SLICES).max(resolution_ms).max(1);
+            // Wraps after many years of slices; slices of one window stay distinct.
+            ((end / width) % u64::from(WHOLE_WINDOW)) as u32
+        }
+        Window::Tumbling(_) => WHOLE_WINDOW,
+    }
+}
+
 /// `[start, end)`: when an event with time `ts` is inside the window.
 pub fn placement(window: Window, ts: Time, resolution_ms: u64) -> (Time, Time) {
     match window {
@@ -163,7 +196,7 @@ impl WindowState {
                 continue;
             };
             let (start, end) = placement(term.window, event.ts, resolution_ms);
-            let enter = start.max(arrival);
+            let enter = entry(term.window, start, arrival, resolution_ms);
             if enter >= end {
                 expired += 1;
                 continue;
@@ -180,7 +213,9 @@ impl WindowState {
                 .or_default()
                 .entry(key)
                 .and_modify(|p| p.add(x))
-                .or_insert_with(|| Partial::new(t.term, x));
+                .or_insert_with(|| {
+                    Partial::new(t.term, slice_of(term.window, end, resolution_ms), x)
+                });
         }
         expired
     }

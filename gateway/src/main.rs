@@ -61,6 +61,12 @@ enum BenchCommand {
         /// Do not keep recent events for rules installed later.
         #[arg(long)]
         no_history: bool,
+        /// Install the rules this many times (scaling with the number of rules).
+        #[arg(long, default_value_t = 1)]
+        copies: usize,
+        /// Also run the naive baseline (recompute everything after every chunk).
+        #[arg(long)]
+        naive: bool,
     },
 }
 
@@ -184,6 +190,8 @@ fn main() -> ExitCode {
                     lateness,
                     resolution,
                     no_history,
+                    copies,
+                    naive,
                 },
         } => {
             let opts = bench::ReplayOptions {
@@ -194,10 +202,28 @@ fn main() -> ExitCode {
                 lateness_ms: lateness,
                 resolution_ms: resolution,
                 history: !no_history,
+                copies,
             };
             match bench::replay(&opts) {
                 Ok(report) => {
                     println!("{}", bench::describe(&report, &opts));
+                    if naive {
+                        match bench::naive::run(&opts) {
+                            Ok(n) => println!(
+                                "naive baseline: {} events in {} batches: {:.3} s, {:.0} events/s ({} alert-set changes); incremental is {:.1}x faster",
+                                n.events,
+                                n.batches,
+                                n.seconds,
+                                n.events as f64 / n.seconds,
+                                n.changes,
+                                n.seconds / report.seconds
+                            ),
+                            Err(e) => {
+                                eprintln!("jingzhi: naive baseline: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -7,7 +7,8 @@
 //! straight from the documented semantics (`docs/rules.md`, "Windows"):
 //!
 //! * events arriving while the clock reads `c` take effect at `c + 1`;
-//! * a sliding window `W` holds an event from `max(ts, arrival)` until
+//! * a sliding window `W` holds an event from its arrival (or, if it
+//!   arrives before its time, from `ts` rounded up to the resolution) until
 //!   `ts + W` rounded up to the resolution;
 //! * a tumbling window `W` reports window `k = ts / W` from `(k+1)·W` until
 //!   `(k+2)·W` (and a late event from its arrival);
@@ -95,7 +96,7 @@ pub fn evaluate(
         for rule in rules {
             for term in &rule.terms {
                 let (start, end) = interval(term.window, a.event.ts, resolution);
-                instants.insert(start.max(a.effective));
+                instants.insert(entry(term.window, start, a.effective, resolution));
                 instants.insert(end);
             }
         }
@@ -143,6 +144,14 @@ fn interval(window: Window, ts: Millis, resolution: Millis) -> (Millis, Millis) 
     }
 }
 
+/// When an arrival starts to count in a window: see the module docs.
+fn entry(window: Window, start: Millis, effective: Millis, resolution: Millis) -> Millis {
+    match window {
+        Window::Sliding(_) if start > effective => start.div_ceil(resolution) * resolution,
+        _ => start.max(effective),
+    }
+}
+
 fn reference_at(
     initial: &Reference,
     changes: &[(Millis, ReferenceChange)],
@@ -177,7 +186,7 @@ fn alerts_at(
     let mut out = BTreeMap::new();
     for rule in rules {
         let mut per_key: BTreeMap<OracleKey, Vec<TermStats>> = BTreeMap::new();
-        for a in arrivals.iter().filter(|a| a.effective <= now) {
+        for a in arrivals.iter() {
             let Some(cell) = cell_of(&a.event, reference) else {
                 continue;
             };
@@ -190,7 +199,7 @@ fn alerts_at(
             };
             for (i, term) in rule.terms.iter().enumerate() {
                 let (start, end) = interval(term.window, a.event.ts, resolution);
-                if !(start <= now && now < end) {
+                if !(entry(term.window, start, a.effective, resolution) <= now && now < end) {
                     continue;
                 }
                 if let Some(x) = term_input(term, &a.event) {

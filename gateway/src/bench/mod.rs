@@ -1,6 +1,8 @@
 //! `jingzhi bench`: measures the whole path from NDJSON bytes to the final
 //! alert set, in process (replay of a file) and over HTTP.
 
+pub mod naive;
+
 use crate::app::now_ms;
 use jingzhi_dataflow::{
     ChunkReport, Engine, EngineConfig, EngineOutput, GroupKey, RuleId, Time, WindowConfig,
@@ -38,6 +40,21 @@ pub fn load_rules(paths: &[PathBuf], min_window_ms: u64) -> Result<Vec<RulePlan>
     Ok(compiled.plans)
 }
 
+/// `plans` repeated `copies` times, the copies renamed `NAME_2`, `NAME_3`, ….
+pub fn replicate(plans: Vec<RulePlan>, copies: usize) -> Vec<RulePlan> {
+    let mut out = Vec::with_capacity(plans.len() * copies.max(1));
+    for k in 1..=copies.max(1) {
+        for p in &plans {
+            let mut p = p.clone();
+            if k > 1 {
+                p.name = format!("{}_{k}", p.name);
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Settings of an in-process replay.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
@@ -50,6 +67,9 @@ pub struct ReplayOptions {
     pub resolution_ms: u64,
     /// Keep recent events for rules installed later (off for a fixed rule set).
     pub history: bool,
+    /// Install the rules this many times (under distinct names), to measure
+    /// how throughput scales with the number of rules.
+    pub copies: usize,
 }
 
 /// One alert's active interval.
@@ -166,7 +186,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
         size: opts.chunk_bytes.max(4096),
         done: false,
     };
-    let plans = load_rules(&opts.rules, opts.resolution_ms)?;
+    let plans = replicate(load_rules(&opts.rules, opts.resolution_ms)?, opts.copies);
     let reference = crate::city::default_reference()?;
     let context = Arc::new(ParseContext::new(
         reference.grid.clone(),
