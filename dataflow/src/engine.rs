@@ -15,7 +15,7 @@ use crate::window::{windows, ChunkReport, WindowConfig, WindowInput, WindowStats
 use differential_dataflow::input::Input as _;
 use jingzhi_rules::event::{Event, Location, ParseContext};
 use jingzhi_rules::plan::RulePlan;
-use jingzhi_rules::space::{CellId, ReferenceChange};
+use jingzhi_rules::space::{CellId, Grid, ReferenceChange};
 use jingzhi_rules::Sym;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub window: WindowConfig,
     /// Commands buffered per worker before senders wait.
     pub command_capacity: usize,
+    /// The city grid, for rules that reach neighbouring cells.
+    pub grid: Grid,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +47,7 @@ impl Default for EngineConfig {
                 min_history_ms: 0,
             },
             command_capacity: 1024,
+            grid: Grid::default(),
         }
     }
 }
@@ -139,6 +142,7 @@ impl Engine {
         let worker_stats = stats.clone();
         let worker_registry = registry.clone();
         let window_config = config.window.clone();
+        let grid = config.grid.clone();
         let report_tx = Mutex::new(report_tx);
         let thread_tx = Mutex::new(thread_tx);
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
@@ -150,15 +154,14 @@ impl Engine {
                 .send((index, std::thread::current()));
             let rx = receivers.lock().unwrap_or_else(|e| e.into_inner())[index].take();
             let Some(rx) = rx else { return };
-            run_worker(
-                worker,
-                rx,
-                report,
-                window_config.clone(),
-                worker_stats[index].clone(),
-                worker_registry.clone(),
+            let setup = WorkerSetup {
+                window: window_config.clone(),
+                stats: worker_stats[index].clone(),
+                registry: worker_registry.clone(),
+                grid: grid.clone(),
                 clock,
-            );
+            };
+            run_worker(worker, rx, report, setup);
         })
         .map_err(EngineError::Start)?;
 
@@ -368,16 +371,29 @@ impl Drop for Engine {
     }
 }
 
+/// What each worker's dataflow is built from.
+struct WorkerSetup {
+    window: WindowConfig,
+    stats: Arc<WindowStats>,
+    registry: PlanRegistry,
+    grid: Grid,
+    clock: Time,
+}
+
 /// One worker: build the dataflow, then apply commands and step.
 fn run_worker(
     worker: &mut timely::worker::Worker,
     mut rx: mpsc::Receiver<Command>,
     report: std_mpsc::Sender<WorkerReport>,
-    window_config: WindowConfig,
-    stats: Arc<WindowStats>,
-    registry: PlanRegistry,
-    clock: Time,
+    setup: WorkerSetup,
 ) {
+    let WorkerSetup {
+        window: window_config,
+        stats,
+        registry,
+        grid,
+        clock,
+    } = setup;
     let index = worker.index();
     let sink = report.clone();
     let (mut input, mut sensors_in, mut segments_in, mut cells_in, probe) = worker
@@ -392,7 +408,7 @@ fn run_worker(
                 segments,
                 cell_district,
             };
-            let (probe, _) = alerts(partials, reference, registry)
+            let (probe, _) = alerts(partials, reference, registry, grid)
                 .inspect_batch(move |_stamp, updates| {
                     if !updates.is_empty() {
                         let _ = sink.send(WorkerReport::Updates(updates.to_vec()));

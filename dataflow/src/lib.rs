@@ -27,6 +27,7 @@
 mod alerts;
 pub mod engine;
 mod registry;
+mod temporal;
 pub mod types;
 pub mod window;
 

@@ -70,15 +70,25 @@ impl From<&Location> for Place {
 pub enum GroupKey {
     Cell(CellId),
     District(Sym),
+    Segment(Sym),
+    Sensor(Sym),
 }
 
 impl fmt::Display for GroupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GroupKey::Cell(c) => write!(f, "{c}"),
-            GroupKey::District(d) => write!(f, "{d}"),
+            GroupKey::District(d) | GroupKey::Segment(d) | GroupKey::Sensor(d) => write!(f, "{d}"),
         }
     }
+}
+
+/// How a rule term keys its contributions: the rule's group and, for cell
+/// groups, how many rings of neighbouring cells the term also covers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    pub group_by: GroupBy,
+    pub rings: u8,
 }
 
 /// A combined contribution of one or more events to one term of one rule,
@@ -94,10 +104,16 @@ pub struct Partial {
     pub sum: F64,
     pub min: F64,
     pub max: F64,
+    /// Event time and value of the latest contribution (for `last`).
+    pub last_ts: u64,
+    pub last: F64,
+    /// For `count_distinct`: the value's token; partials only combine
+    /// events with equal tokens. 0 for other aggregates.
+    pub token: u64,
 }
 
 impl Partial {
-    pub fn new(term: u16, slice: u32, x: f64) -> Partial {
+    pub fn new(term: u16, slice: u32, x: f64, ts: u64, token: u64) -> Partial {
         Partial {
             term,
             slice,
@@ -105,10 +121,21 @@ impl Partial {
             sum: F64(x),
             min: F64(x),
             max: F64(x),
+            last_ts: ts,
+            last: F64(x),
+            token,
         }
     }
 
-    pub fn add(&mut self, x: f64) {
+    /// An empty partial of a term, to merge into.
+    pub fn empty(term: u16) -> Partial {
+        Partial {
+            count: 0,
+            ..Partial::new(term, 0, 0.0, 0, 0)
+        }
+    }
+
+    pub fn add(&mut self, x: f64, ts: u64) {
         self.count += 1;
         self.sum.0 += x;
         if x < self.min.0 {
@@ -116,6 +143,10 @@ impl Partial {
         }
         if x > self.max.0 {
             self.max = F64(x);
+        }
+        if (ts, F64(x)) > (self.last_ts, self.last) {
+            self.last_ts = ts;
+            self.last = F64(x);
         }
     }
 
@@ -127,9 +158,15 @@ impl Partial {
         if self.count == 0 {
             self.min = other.min;
             self.max = other.max;
+            self.last_ts = other.last_ts;
+            self.last = other.last;
         } else {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
+            if (other.last_ts, other.last) > (self.last_ts, self.last) {
+                self.last_ts = other.last_ts;
+                self.last = other.last;
+            }
         }
         self.count += other.count * times;
         self.sum.0 += other.sum.0 * times as f64;
@@ -141,12 +178,15 @@ impl Partial {
             sum: self.sum.0,
             min: self.min.0,
             max: self.max.0,
+            last_ts: self.last_ts,
+            last: self.last.0,
+            distinct: 0,
         }
     }
 }
 
 /// The key of a partial on its way to its group: rule, how it groups, where.
-pub type PartialKey = (RuleId, GroupBy, Place);
+pub type PartialKey = (RuleId, Scope, Place);
 
 /// One term's window contents for one key, as evidence.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -155,6 +195,30 @@ pub struct TermEvidence {
     pub sum: F64,
     pub min: F64,
     pub max: F64,
+    pub last: F64,
+    pub distinct: u64,
+}
+
+/// A key's term values and evidence at one time: what a temporal rule's
+/// state machine reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Facts {
+    pub values: Vec<Option<F64>>,
+    pub evidence: Vec<TermEvidence>,
+}
+
+impl Facts {
+    pub fn plain_values(&self) -> Vec<Option<f64>> {
+        self.values.iter().map(|v| v.map(|x| x.0)).collect()
+    }
+}
+
+/// What the per-key reduce produces: an alert outright (rules without
+/// history), or facts for a temporal rule's state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyOutput {
+    Alert(AlertRow),
+    Facts(Facts),
 }
 
 /// The state of an active alert as the dataflow computes it.

@@ -24,10 +24,11 @@
 //! with full windows, and it drops all of a removed rule's contributions at
 //! the moment of removal.
 
-use crate::types::{Partial, PartialKey, Place, RuleId, Time};
+use crate::types::{Partial, PartialKey, Place, RuleId, Scope, Time};
 use differential_dataflow::{AsCollection, VecCollection};
-use jingzhi_rules::event::{parse_line, Event, ParseContext};
-use jingzhi_rules::plan::{term_input, GroupBy, RulePlan, Window};
+use jingzhi_rules::event::{parse_line, Body, Event, ParseContext};
+use jingzhi_rules::plan::{term_input, term_token, AggFn, GroupBy, RulePlan, Window};
+use jingzhi_rules::Sym;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -135,14 +136,33 @@ pub fn placement(window: Window, ts: Time, resolution_ms: u64) -> (Time, Time) {
 
 type FxMap<K, V> = jingzhi_rules::fxhash::FxHashMap<K, V>;
 
-/// (rule, term, group, place, end) — partials with equal keys combine.
-type CombineKey = (RuleId, u16, GroupBy, Place, Time);
+/// (rule, term, scope, place, end, distinct token) — partials with equal
+/// keys combine.
+type CombineKey = (RuleId, u16, Scope, Place, Time, u64);
 
 struct InstalledTerm {
     rule: RuleId,
     term: u16,
-    group_by: GroupBy,
+    scope: Scope,
     plan: Arc<RulePlan>,
+}
+
+/// Where a term's contribution is keyed: the event's location for cell and
+/// district groups, its segment or sensor for those groups.
+fn place_for(group_by: GroupBy, event: &Event) -> Option<Place> {
+    let intern = |s: &str| Sym::intern(s).ok();
+    match group_by {
+        GroupBy::Cell | GroupBy::District => Some(Place::from(&event.location)),
+        GroupBy::Segment => match &event.body {
+            Body::Traffic(t) => intern(&t.segment_id).map(Place::Segment),
+            Body::Incident(i) => i.segment_id.as_deref().and_then(intern).map(Place::Segment),
+            Body::Sensor(_) => None,
+        },
+        GroupBy::Sensor => match &event.body {
+            Body::Sensor(x) => intern(&x.sensor_id).map(Place::Sensor),
+            _ => None,
+        },
+    }
 }
 
 struct WindowState {
@@ -168,7 +188,10 @@ impl WindowState {
                 self.by_stream[term.stream.index()].push(InstalledTerm {
                     rule,
                     term: i as u16,
-                    group_by: plan.group_by,
+                    scope: Scope {
+                        group_by: plan.group_by,
+                        rings: term.rings.min(u32::from(u8::MAX)) as u8,
+                    },
                     plan: plan.clone(),
                 });
             }
@@ -201,21 +224,25 @@ impl WindowState {
                 expired += 1;
                 continue;
             }
-            let key = (
-                t.rule,
-                t.term,
-                t.group_by,
-                Place::from(&event.location),
-                end,
-            );
+            let Some(place) = place_for(t.scope.group_by, event) else {
+                continue;
+            };
+            let (token, slice) = if term.agg == AggFn::CountDistinct {
+                match term_token(term, event) {
+                    // Distinct values must meet in one place: no slices.
+                    Some(token) => (token, WHOLE_WINDOW),
+                    None => continue,
+                }
+            } else {
+                (0, slice_of(term.window, end, resolution_ms))
+            };
+            let key = (t.rule, t.term, t.scope, place, end, token);
             inserts
                 .entry(enter)
                 .or_default()
                 .entry(key)
-                .and_modify(|p| p.add(x))
-                .or_insert_with(|| {
-                    Partial::new(t.term, slice_of(term.window, end, resolution_ms), x)
-                });
+                .and_modify(|p| p.add(x, event.ts))
+                .or_insert_with(|| Partial::new(t.term, slice, x, event.ts, token));
         }
         expired
     }
@@ -394,8 +421,8 @@ pub fn windows<'s>(
                         if at >= complete_before {
                             break;
                         }
-                        for ((rule, _term, group_by, place, end), partial) in entry.remove() {
-                            let key = (rule, group_by, place);
+                        for ((rule, _term, scope, place, end, _token), partial) in entry.remove() {
+                            let key = (rule, scope, place);
                             session.give(((key, partial), at, 1));
                             state.retracts.entry(end).or_default().push((key, partial));
                         }

@@ -56,6 +56,7 @@ fn retained_records_stop_growing_at_a_steady_rate() {
                 min_history_ms: 0,
             },
             command_capacity: 64,
+            grid: Default::default(),
         };
         let (engine, out) = Engine::start(config, 0).unwrap();
         for p in compiled.plans {

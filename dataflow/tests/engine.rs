@@ -2,10 +2,8 @@
 
 use jingzhi_dataflow::{Engine, EngineConfig, EngineOutput, GroupKey, Time, WindowConfig};
 use jingzhi_rules::event::{Body, Event, Incident, Location, Sensor, Traffic};
-use jingzhi_rules::plan::{
-    AggFn, CmpOp, Expr, GroupBy, Literal, RulePlan, Severity, TemplatePart, Term, Window,
-};
-use jingzhi_rules::schema::{Field, StreamKind};
+use jingzhi_rules::lang::{compile, render_diagnostics, CheckOptions, SourceFile};
+use jingzhi_rules::plan::RulePlan;
 use jingzhi_rules::Sym;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,58 +11,31 @@ use std::sync::Arc;
 const T0: Time = 1_767_225_600_000;
 const W: Time = 300_000;
 
-fn cmp(op: CmpOp, a: Expr, n: f64) -> Expr {
-    Expr::Compare(op, Box::new(a), Box::new(Expr::Literal(Literal::Number(n))))
+fn compile_one(text: &str) -> RulePlan {
+    let files = [SourceFile {
+        name: "test.rules".into(),
+        text: text.into(),
+    }];
+    let compiled = compile(&files, &CheckOptions::default());
+    assert!(
+        !compiled.has_errors(),
+        "{}",
+        render_diagnostics(&compiled.diagnostics, &files)
+    );
+    compiled.plans.into_iter().next().unwrap()
 }
 
 fn w1_plan() -> RulePlan {
-    let water = Term {
-        name: "water".into(),
-        agg: AggFn::Max,
-        stream: StreamKind::Sensor,
-        value: Some(Expr::Field(Field::Value)),
-        filter: Some(Expr::Compare(
-            CmpOp::Eq,
-            Box::new(Expr::Field(Field::SensorKind)),
-            Box::new(Expr::Literal(Literal::String(
-                Sym::intern("water_level").unwrap(),
-            ))),
-        )),
-        window: Window::Tumbling(W),
-    };
-    let speed = Term {
-        name: "speed".into(),
-        agg: AggFn::Avg,
-        stream: StreamKind::Traffic,
-        value: Some(Expr::Field(Field::SpeedKmh)),
-        filter: None,
-        window: Window::Tumbling(W),
-    };
-    let incidents = Term {
-        name: "incidents".into(),
-        agg: AggFn::Count,
-        stream: StreamKind::Incident,
-        value: None,
-        filter: None,
-        window: Window::Tumbling(W),
-    };
-    RulePlan {
-        name: "w1".into(),
-        title: "W1".into(),
-        severity: Severity::Red,
-        group_by: GroupBy::Cell,
-        terms: vec![water, speed, incidents],
-        condition: Expr::And(
-            Box::new(Expr::And(
-                Box::new(cmp(CmpOp::Gt, Expr::Term(0), 0.3)),
-                Box::new(cmp(CmpOp::Lt, Expr::Term(1), 15.0)),
-            )),
-            Box::new(cmp(CmpOp::Ge, Expr::Term(2), 1.0)),
-        ),
-        message: vec![TemplatePart::Text("W1".into())],
-        origin: "test".into(),
-        source: String::new(),
-    }
+    compile_one(
+        r#"rule w1 "W1" {
+  severity red
+  group by cell
+  let water = max(sensor.value where kind == "water_level") over tumbling 5m
+  let speed = avg(traffic.speed_kmh) over tumbling 5m
+  let incidents = count(incident) over tumbling 5m
+  when water > 0.3 and speed < 15 and incidents >= 1
+}"#,
+    )
 }
 
 /// A small deterministic generator (splitmix64).
@@ -121,6 +92,7 @@ fn w1_events(n: usize, cells: u32, seed: u64) -> Vec<Event> {
                     incident_id: format!("i{i}").into(),
                     kind: Sym::intern("flood").unwrap(),
                     severity: None,
+                    segment_id: None,
                     description: None,
                 })
             };
@@ -194,6 +166,7 @@ fn run(
                 min_history_ms: 0,
             },
             command_capacity: 64,
+            grid: Default::default(),
         };
         let (engine, out) = Engine::start(config, 0).unwrap();
         engine.add_rule(Arc::new(plan)).await.unwrap();
@@ -270,16 +243,13 @@ fn tumbling_w1_matches_batch_with_1_2_and_4_workers() {
 
 #[test]
 fn sliding_count_raises_and_clears_on_time() {
-    let mut plan = w1_plan();
-    plan.terms = vec![Term {
-        name: "n".into(),
-        agg: AggFn::Count,
-        stream: StreamKind::Sensor,
-        value: None,
-        filter: None,
-        window: Window::Sliding(600_000),
-    }];
-    plan.condition = cmp(CmpOp::Ge, Expr::Term(0), 3.0);
+    let plan = compile_one(
+        r#"rule three "three readings" {
+  severity blue
+  group by cell
+  when count(sensor) over 10m >= 3
+}"#,
+    );
     let at = |ms: u64| Event {
         ts: T0 + ms,
         location: Location::Cell(5),

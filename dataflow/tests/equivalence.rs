@@ -45,19 +45,127 @@ enum Filter {
     Or(Box<Filter>, Box<Filter>),
 }
 
+/// Where a term reads from.
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Source {
+    SensorValue,
+    TrafficSpeed,
+    TrafficFlow,
+    IncidentSeverity,
+    CountSensor,
+    CountTraffic,
+    CountIncident,
+    /// Only for count / count_distinct: a string field.
+    SensorKind,
+    TrafficSegment,
+}
+
+impl Source {
+    fn stream(self) -> &'static str {
+        match self {
+            Source::SensorValue | Source::CountSensor | Source::SensorKind => "sensor",
+            Source::TrafficSpeed
+            | Source::TrafficFlow
+            | Source::CountTraffic
+            | Source::TrafficSegment => "traffic",
+            Source::IncidentSeverity | Source::CountIncident => "incident",
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Source::SensorValue => "sensor.value",
+            Source::TrafficSpeed => "traffic.speed_kmh",
+            Source::TrafficFlow => "traffic.flow",
+            Source::IncidentSeverity => "incident.severity",
+            Source::CountSensor => "sensor",
+            Source::CountTraffic => "traffic",
+            Source::CountIncident => "incident",
+            Source::SensorKind => "sensor.kind",
+            Source::TrafficSegment => "traffic.segment_id",
+        }
+    }
+
+    fn is_count(self) -> bool {
+        matches!(
+            self,
+            Source::CountSensor | Source::CountTraffic | Source::CountIncident
+        )
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, Source::SensorKind | Source::TrafficSegment)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+enum Group {
+    Cell,
+    District,
+    Segment,
+    Sensor,
+}
+
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Cell => "cell",
+            Group::District => "district",
+            Group::Segment => "segment",
+            Group::Sensor => "sensor",
+        }
+    }
+
+    fn sources(self) -> Vec<Source> {
+        use Source::*;
+        match self {
+            Group::Cell | Group::District => vec![
+                SensorValue,
+                TrafficSpeed,
+                TrafficFlow,
+                IncidentSeverity,
+                CountSensor,
+                CountTraffic,
+                CountIncident,
+                SensorKind,
+                TrafficSegment,
+            ],
+            Group::Segment => vec![
+                TrafficSpeed,
+                TrafficFlow,
+                IncidentSeverity,
+                CountTraffic,
+                CountIncident,
+                TrafficSegment,
+            ],
+            Group::Sensor => vec![SensorValue, CountSensor, SensorKind],
+        }
+    }
+
+    /// The stream a sequence or an absence reads, compatible with the group.
+    fn pattern(self) -> (&'static str, &'static str) {
+        match self {
+            Group::Cell | Group::District => ("incident", "kind == \"flood\""),
+            Group::Segment => ("traffic", "speed_kmh < 20"),
+            Group::Sensor => ("sensor", "kind == \"water_level\""),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct TermSpec {
     agg: &'static str,
-    /// 0 sensor.value, 1 traffic.speed_kmh, 2 traffic.flow, 3 incident.severity, 4 count(sensor)
-    source: u8,
+    source: Source,
     filter: Option<Filter>,
     tumbling: bool,
     seconds: u64,
+    rings: u32,
 }
 
 #[derive(Clone, Debug)]
 enum Cond {
     Cmp(usize, &'static str, f64),
+    Absent(u64),
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
     Not(Box<Cond>),
@@ -65,18 +173,15 @@ enum Cond {
 
 #[derive(Clone, Debug)]
 struct RuleSpec {
-    by_district: bool,
+    group: Group,
     severity: &'static str,
+    ladder: Vec<(&'static str, Cond)>,
     terms: Vec<TermSpec>,
     when: Cond,
-}
-
-fn stream_of(source: u8) -> &'static str {
-    match source {
-        0 | 4 => "sensor",
-        1 | 2 => "traffic",
-        _ => "incident",
-    }
+    hold: Option<u64>,
+    clear: Option<Cond>,
+    after: Option<u64>,
+    inhibited: bool,
 }
 
 fn filter_text(f: &Filter) -> String {
@@ -93,58 +198,91 @@ fn filter_text(f: &Filter) -> String {
     }
 }
 
-fn cond_text(c: &Cond) -> String {
+fn cond_text(c: &Cond, group: Group) -> String {
     match c {
         Cond::Cmp(t, op, x) => format!("t{t} {op} {x}"),
-        Cond::And(a, b) => format!("({}) and ({})", cond_text(a), cond_text(b)),
-        Cond::Or(a, b) => format!("({}) or ({})", cond_text(a), cond_text(b)),
-        Cond::Not(a) => format!("not ({})", cond_text(a)),
+        Cond::Absent(secs) => {
+            let (stream, filter) = group.pattern();
+            format!("absent({stream} where {filter}) over {secs}s")
+        }
+        Cond::And(a, b) => format!("({}) and ({})", cond_text(a, group), cond_text(b, group)),
+        Cond::Or(a, b) => format!("({}) or ({})", cond_text(a, group), cond_text(b, group)),
+        Cond::Not(a) => format!("not ({})", cond_text(a, group)),
     }
 }
 
 impl RuleSpec {
     fn text(&self, i: usize) -> String {
-        let mut s = format!(
-            "rule r{i} \"规则 {i}\" {{\n  severity {}\n  group by {}\n",
+        let mut s = format!("rule r{i} \"规则 {i}\" {{\n");
+        for (level, c) in &self.ladder {
+            s.push_str(&format!(
+                "  severity {level} when {}\n",
+                cond_text(c, self.group)
+            ));
+        }
+        s.push_str(&format!(
+            "  severity {}\n  group by {}\n",
             self.severity,
-            if self.by_district { "district" } else { "cell" }
-        );
+            self.group.name()
+        ));
         for (t, term) in self.terms.iter().enumerate() {
-            let stream = stream_of(term.source);
-            let arg = match term.source {
-                4 => stream.to_string(),
-                0 => "sensor.value".into(),
-                1 => "traffic.speed_kmh".into(),
-                2 => "traffic.flow".into(),
-                _ => "incident.severity".into(),
+            let agg = if term.source.is_count() {
+                "count"
+            } else {
+                term.agg
             };
-            let agg = if term.source == 4 { "count" } else { term.agg };
             let filter = term
                 .filter
                 .as_ref()
                 .map(|f| format!(" where {}", filter_text(f)))
                 .unwrap_or_default();
             let window = if term.tumbling { "tumbling " } else { "" };
+            let rings = match term.rings {
+                0 => String::new(),
+                1 => " within 1 ring".into(),
+                n => format!(" within {n} rings"),
+            };
             s.push_str(&format!(
-                "  let t{t} = {agg}({arg}{filter}) over {window}{}s\n",
+                "  let t{t} = {agg}({}{filter}) over {window}{}s{rings}\n",
+                term.source.arg(),
                 term.seconds
             ));
         }
-        s.push_str(&format!("  when {}\n}}\n", cond_text(&self.when)));
+        let after = match self.after {
+            Some(secs) => {
+                let (stream, filter) = self.group.pattern();
+                format!(" after {stream} where {filter} within {secs}s")
+            }
+            None => String::new(),
+        };
+        s.push_str(&format!(
+            "  when {}{after}\n",
+            cond_text(&self.when, self.group)
+        ));
+        if let Some(h) = self.hold {
+            s.push_str(&format!("  for {h}s\n"));
+        }
+        if let Some(c) = &self.clear {
+            s.push_str(&format!("  clear when {}\n", cond_text(c, self.group)));
+        }
+        if self.inhibited && i > 0 {
+            s.push_str("  inhibited by r0\n");
+        }
+        s.push_str("}\n");
         s
     }
 }
 
-fn filter_for(source: u8) -> BoxedStrategy<Filter> {
-    let leaf: BoxedStrategy<Filter> = match source {
-        0 => prop_oneof![
+fn filter_for(stream: &'static str) -> BoxedStrategy<Filter> {
+    let leaf: BoxedStrategy<Filter> = match stream {
+        "sensor" => prop_oneof![
             prop::sample::select(vec!["water_level", "gas_lel", "rainfall"])
                 .prop_map(Filter::SensorKind),
             Just(Filter::SensorKindIn),
             (0..8u8).prop_map(|x| Filter::ValueAbove(f64::from(x) * 0.5)),
         ]
         .boxed(),
-        1 | 2 => prop_oneof![
+        "traffic" => prop_oneof![
             (1..8u8).prop_map(|x| Filter::SpeedBelow(f64::from(x) * 5.0)),
             Just(Filter::FlowPresent),
         ]
@@ -165,39 +303,62 @@ fn filter_for(source: u8) -> BoxedStrategy<Filter> {
     .boxed()
 }
 
-fn term_spec() -> impl Strategy<Value = TermSpec> {
+fn term_spec(group: Group) -> impl Strategy<Value = TermSpec> {
     (
-        0..5u8,
-        prop::sample::select(vec!["count", "sum", "avg", "min", "max"]),
+        prop::sample::select(group.sources()),
+        prop::sample::select(vec![
+            "count",
+            "sum",
+            "avg",
+            "min",
+            "max",
+            "last",
+            "count_distinct",
+        ]),
         any::<bool>(),
         prop::sample::select(vec![1u64, 2, 3, 5, 10, 30]),
+        prop::sample::select(vec![0u32, 0, 0, 1, 2]),
     )
-        .prop_flat_map(|(source, agg, tumbling, seconds)| {
-            let filter_source = if source == 4 { 0 } else { source };
+        .prop_flat_map(move |(source, agg, tumbling, seconds, rings)| {
+            // Text fields can only be counted.
+            let agg = if source.is_text() && !matches!(agg, "count" | "count_distinct") {
+                "count_distinct"
+            } else {
+                agg
+            };
+            let rings = if group == Group::Cell { rings } else { 0 };
             (
                 Just(source),
                 Just(agg),
-                prop::option::of(filter_for(filter_source)),
+                prop::option::of(filter_for(source.stream())),
                 Just(tumbling),
                 Just(seconds),
+                Just(rings),
             )
         })
-        .prop_map(|(source, agg, filter, tumbling, seconds)| TermSpec {
+        .prop_map(|(source, agg, filter, tumbling, seconds, rings)| TermSpec {
             agg,
             source,
             filter,
             tumbling,
             seconds,
+            rings,
         })
 }
 
-fn cond(terms: usize) -> BoxedStrategy<Cond> {
-    let leaf = (
+fn cond(terms: usize, absence: bool) -> BoxedStrategy<Cond> {
+    let cmp = (
         0..terms,
         prop::sample::select(vec![">", ">=", "<", "<=", "==", "!="]),
         (0..12u8).prop_map(|x| f64::from(x) * 0.5),
     )
         .prop_map(|(t, op, x)| Cond::Cmp(t, op, x));
+    let leaf = if absence {
+        prop_oneof![4 => cmp, 1 => prop::sample::select(vec![2u64, 5, 10]).prop_map(Cond::Absent)]
+            .boxed()
+    } else {
+        cmp.boxed()
+    };
     leaf.prop_recursive(2, 6, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| Cond::And(Box::new(a), Box::new(b))),
@@ -209,21 +370,45 @@ fn cond(terms: usize) -> BoxedStrategy<Cond> {
 }
 
 fn rule_spec() -> impl Strategy<Value = RuleSpec> {
-    prop::collection::vec(term_spec(), 1..=3).prop_flat_map(|terms| {
+    prop::sample::select(vec![
+        Group::Cell,
+        Group::Cell,
+        Group::District,
+        Group::Segment,
+        Group::Sensor,
+    ])
+    .prop_flat_map(|group| (Just(group), prop::collection::vec(term_spec(group), 1..=3)))
+    .prop_flat_map(|(group, terms)| {
         let n = terms.len();
+        let absence = matches!(group, Group::Cell | Group::District | Group::Sensor);
         (
-            any::<bool>(),
+            Just(group),
             prop::sample::select(vec!["blue", "yellow", "orange", "red"]),
+            prop::collection::vec(
+                (prop::sample::select(vec!["orange", "red"]), cond(n, false)),
+                0..=2,
+            ),
             Just(terms),
-            cond(n),
+            cond(n, absence),
+            prop::option::weighted(0.25, 1..5u64),
+            prop::option::weighted(0.25, cond(n, false)),
+            prop::option::weighted(0.2, prop::sample::select(vec![3u64, 10, 20])),
+            prop::bool::weighted(0.3),
         )
-            .prop_map(|(by_district, severity, terms, when)| RuleSpec {
-                by_district,
-                severity,
-                terms,
-                when,
-            })
     })
+    .prop_map(
+        |(group, severity, ladder, terms, when, hold, clear, after, inhibited)| RuleSpec {
+            group,
+            severity,
+            ladder,
+            terms,
+            when,
+            hold,
+            clear,
+            after,
+            inhibited,
+        },
+    )
 }
 
 // ---------------------------------------------------------------- events
@@ -233,8 +418,8 @@ enum EventSpec {
     /// offset from the clock in 250 ms steps (negative: late), cell, kind, value
     Sensor(i32, u32, u8, u8, bool),
     Traffic(i32, u32, u8, Option<u8>),
-    /// offset, cell, kind, severity, id (small, so ids repeat)
-    Incident(i32, u32, u8, Option<u8>, u8),
+    /// offset, cell, kind, severity, id (small, so ids repeat), on a segment
+    Incident(i32, u32, u8, Option<u8>, u8, bool),
 }
 
 #[derive(Clone, Debug)]
@@ -252,8 +437,8 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
             .prop_map(|(o, c, k, v, by_id)| EventSpec::Sensor(o, c, k, v, by_id)),
         3 => (offset.clone(), 0..CELLS, 0..30u8, prop::option::of(0..10u8))
             .prop_map(|(o, c, s, f)| EventSpec::Traffic(o, c, s, f)),
-        2 => (offset, 0..CELLS, 0..3u8, prop::option::of(1..5u8), 0..4u8)
-            .prop_map(|(o, c, k, s, id)| EventSpec::Incident(o, c, k, s, id)),
+        2 => (offset, 0..CELLS, 0..3u8, prop::option::of(1..5u8), 0..4u8, any::<bool>())
+            .prop_map(|(o, c, k, s, id, seg)| EventSpec::Incident(o, c, k, s, id, seg)),
     ]
 }
 
@@ -374,13 +559,14 @@ fn make_event(e: &EventSpec, clock: Time) -> Event {
                 occupancy: None,
             }),
         },
-        EventSpec::Incident(o, cell, kind, severity, id) => Event {
+        EventSpec::Incident(o, cell, kind, severity, id, on_segment) => Event {
             ts: ts(*o),
             location: Location::Cell(*cell),
             body: Body::Incident(Incident {
                 incident_id: format!("i{id}").into(),
                 kind: Sym::intern(["flood", "accident", "fire"][*kind as usize]).unwrap(),
                 severity: *severity,
+                segment_id: on_segment.then(|| format!("g{cell}").as_str().into()),
                 description: None,
             }),
         },
@@ -419,7 +605,11 @@ fn compile_rules(text: &str) -> Vec<RulePlan> {
 }
 
 /// An alert row in a comparable form: severity, values, (count, sum, min, max) per term.
-type FlatRow = (String, Vec<Option<f64>>, Vec<(u64, f64, f64, f64)>);
+type FlatRow = (
+    String,
+    Vec<Option<f64>>,
+    Vec<(u64, f64, f64, f64, f64, u64)>,
+);
 /// One change in a comparable form: time, rule, key, row (None: cleared).
 type Flat = (Time, String, String, Option<FlatRow>);
 
@@ -430,6 +620,8 @@ fn flat_oracle(changes: Vec<OracleChange>) -> Vec<Flat> {
             let key = match c.key {
                 OracleKey::Cell(x) => format!("cell:{x}"),
                 OracleKey::District(d) => format!("district:{d}"),
+                OracleKey::Segment(s) => format!("segment:{s}"),
+                OracleKey::Sensor(s) => format!("sensor:{s}"),
             };
             (c.time, c.rule, key, c.row.map(flat_row))
         })
@@ -444,8 +636,8 @@ fn flat_row(r: OracleRow) -> FlatRow {
     )
 }
 
-fn stats(s: &TermStats) -> (u64, f64, f64, f64) {
-    (s.count, s.sum, s.min, s.max)
+fn stats(s: &TermStats) -> (u64, f64, f64, f64, f64, u64) {
+    (s.count, s.sum, s.min, s.max, s.last, s.distinct)
 }
 
 fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> Vec<Flat> {
@@ -462,6 +654,7 @@ fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> 
                 min_history_ms: 0,
             },
             command_capacity: 64,
+            grid: reference().grid,
         };
         let (engine, out) = Engine::start(config, 0).unwrap();
         engine
@@ -494,6 +687,8 @@ fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> 
                         let key = match u.key {
                             GroupKey::Cell(x) => format!("cell:{x}"),
                             GroupKey::District(d) => format!("district:{d}"),
+                            GroupKey::Segment(s) => format!("segment:{s}"),
+                            GroupKey::Sensor(s) => format!("sensor:{s}"),
                         };
                         let entry = per_key.entry((names[&u.rule].clone(), key)).or_insert(None);
                         if u.diff > 0 {
@@ -503,7 +698,9 @@ fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> 
                                 u.row
                                     .evidence
                                     .iter()
-                                    .map(|e| (e.count, e.sum.0, e.min.0, e.max.0))
+                                    .map(|e| {
+                                        (e.count, e.sum.0, e.min.0, e.max.0, e.last.0, e.distinct)
+                                    })
                                     .collect(),
                             ));
                         }
@@ -564,6 +761,9 @@ fn engine_matches_the_oracle_on_random_rules_and_scripts() {
         for workers in [1, 2, 4] {
             let got = run_engine(&plans, &steps, end, workers);
             if got != expected {
+                if let Ok(path) = std::env::var("JINGZHI_DUMP") {
+                    let _ = std::fs::write(&path, format!("engine:\n{got:#?}\noracle:\n{expected:#?}\n{case:?}"));
+                }
                 let first = got.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
                 return Err(TestCaseError::fail(format!(
                     "{workers} worker(s) disagree with the oracle at change {first}:\n  engine: {:?}\n  oracle: {:?}\n  ({} engine changes, {} oracle changes)",

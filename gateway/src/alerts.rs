@@ -8,7 +8,9 @@
 
 use jingzhi_dataflow::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
 use jingzhi_rules::event::json_string;
-use jingzhi_rules::plan::{format_number, render_message, GroupBy, RulePlan, Severity, Window};
+use jingzhi_rules::plan::{
+    format_number, render_message, AggFn, GroupBy, RulePlan, Severity, Window,
+};
 use jingzhi_rules::space::Reference;
 use jingzhi_rules::time::format_duration;
 use serde::Serialize;
@@ -27,6 +29,9 @@ pub struct Evidence {
     pub max: Option<f64>,
     pub sum: f64,
     pub avg: Option<f64>,
+    pub last: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<u64>,
 }
 
 /// An alert as clients see it.
@@ -47,6 +52,7 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleared_at: Option<Time>,
     pub values: BTreeMap<String, Option<f64>>,
+    pub labels: BTreeMap<String, String>,
     pub evidence: Vec<Evidence>,
     pub summary: String,
     #[serde(skip)]
@@ -267,9 +273,15 @@ fn build_alert(
     started_at: Time,
     now: Time,
 ) -> Alert {
-    let (cell, district) = match key {
-        GroupKey::Cell(c) => (Some(c), reference.district_of(c)),
-        GroupKey::District(d) => (None, Some(d)),
+    let cell = match key {
+        GroupKey::Cell(c) => Some(c),
+        GroupKey::District(_) => None,
+        GroupKey::Segment(s) => reference.segments.get(&s).map(|s| s.cell),
+        GroupKey::Sensor(s) => reference.sensors.get(&s).map(|s| s.cell),
+    };
+    let district = match key {
+        GroupKey::District(d) => Some(d),
+        _ => cell.and_then(|c| reference.district_of(c)),
     };
     let district_name = district
         .and_then(|d| reference.district_name(d))
@@ -283,11 +295,16 @@ fn build_alert(
         row.severity,
         &values,
     );
+    // Hidden terms (made by the checker for absence and sequences) are
+    // machinery, not values an operator reads.
+    let shown = |i: &usize| !plan.terms[*i].hidden;
     let evidence: Vec<Evidence> = plan
         .terms
         .iter()
         .zip(&row.evidence)
-        .map(|(t, e)| {
+        .enumerate()
+        .filter(|(i, _)| shown(i))
+        .map(|(_, (t, e))| {
             let some = |x: f64| (e.count > 0).then_some(x);
             Evidence {
                 term: t.name.clone(),
@@ -299,12 +316,20 @@ fn build_alert(
                 max: some(e.max.0),
                 sum: if e.count > 0 { e.sum.0 } else { 0.0 },
                 avg: some(e.sum.0 / e.count.max(1) as f64),
+                last: some(e.last.0),
+                distinct: (t.agg == AggFn::CountDistinct).then_some(e.distinct),
             }
         })
         .collect();
+    let shown_values: Vec<Option<f64>> = values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| shown(i))
+        .map(|(_, v)| *v)
+        .collect();
     let summary = evidence
         .iter()
-        .zip(&values)
+        .zip(&shown_values)
         .map(|(e, value)| {
             let value = value.map_or("–".to_string(), |v| format_number(v, None));
             match (e.min, e.max) {
@@ -340,8 +365,10 @@ fn build_alert(
             .terms
             .iter()
             .zip(&values)
+            .filter(|(t, _)| !t.hidden)
             .map(|(t, v)| (t.name.clone(), *v))
             .collect(),
+        labels: plan.labels.iter().cloned().collect(),
         evidence,
         summary,
         rule_id,

@@ -9,9 +9,10 @@ use jingzhi_dataflow::{
     Engine, EngineConfig, EngineError, EngineOutput, RuleId, Time, WindowConfig,
 };
 use jingzhi_rules::event::{Event, ParseContext};
+use jingzhi_rules::lang::{compile, CheckOptions, Compiled, Diagnostic, SourceFile};
 use jingzhi_rules::plan::RulePlan;
 use jingzhi_rules::space::{Reference, ReferenceChange};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,16 @@ pub struct App {
     pub published: watch::Receiver<Time>,
     pub reference: RwLock<Reference>,
     pub rules: RwLock<BTreeMap<String, InstalledRule>>,
+    /// Every rule's published versions: the one place rule history lives.
+    pub versions: Mutex<RuleVersions>,
+    /// Rule reloads from the rules directory that failed to check.
+    pub rule_reload_errors: prometheus::IntCounter,
+    /// Serialises rule edits: each checks and installs against a stable set.
+    rule_edits: tokio::sync::Mutex<()>,
+    /// Held while a rule version replaces another, so that the clock cannot
+    /// move between the new version's install and the old one's removal
+    /// (both land at one instant, and the alert book sees an update).
+    clock_gate: tokio::sync::Mutex<()>,
     max_reach: AtomicU64,
     latency_marks: Mutex<VecDeque<(Time, Instant)>>,
     ready: AtomicBool,
@@ -83,6 +94,12 @@ impl App {
             (None, Some(path)) => Reference::load(path).map_err(StartError::Reference)?,
             (None, None) => crate::city::default_reference().map_err(StartError::Reference)?,
         };
+        // Taken before the rules are read: a file changed in between is
+        // seen as changed at the first poll (and is a no-op if it was read).
+        let watched = config
+            .rules_dir
+            .as_deref()
+            .map(crate::watch::Snapshot::take);
         let plans = rules_load::load(&config).map_err(StartError::Rules)?;
 
         let clock = match config.clock {
@@ -97,6 +114,7 @@ impl App {
                 min_history_ms: config.min_history_ms,
             },
             command_capacity: 1024,
+            grid: reference.grid.clone(),
         };
         let (engine, output) = Engine::start(engine_config, clock)?;
         engine.update_reference(reference.as_changes()).await?;
@@ -104,15 +122,29 @@ impl App {
         let (feed, _) = broadcast::channel(config.ws_buffer.max(16));
         let (published_tx, published) = watch::channel(clock + 1);
         let (shutdown, _) = watch::channel(false);
+        let metrics = Metrics::new();
+        let rule_reload_errors = prometheus::IntCounter::new(
+            "jingzhi_rule_reload_errors_total",
+            "Reloads of the rules directory refused because a file did not check (the running rules stayed).",
+        )
+        .map_err(|e| StartError::Rules(e.to_string()))?;
+        metrics
+            .registry
+            .register(Box::new(rule_reload_errors.clone()))
+            .map_err(|e| StartError::Rules(e.to_string()))?;
         let app = Arc::new(App {
             config,
             engine,
-            metrics: Metrics::new(),
+            metrics,
             book: Mutex::new(AlertBook::default()),
             feed,
             published,
             reference: RwLock::new(reference),
             rules: RwLock::new(BTreeMap::new()),
+            versions: Mutex::new(RuleVersions::default()),
+            rule_reload_errors,
+            rule_edits: tokio::sync::Mutex::new(()),
+            clock_gate: tokio::sync::Mutex::new(()),
             max_reach: AtomicU64::new(0),
             latency_marks: Mutex::new(VecDeque::new()),
             ready: AtomicBool::new(false),
@@ -121,7 +153,13 @@ impl App {
             started: Instant::now(),
         });
         for plan in plans {
+            let (name, source, origin) =
+                (plan.name.clone(), plan.source.clone(), plan.origin.clone());
             app.install_rule(Arc::new(plan)).await?;
+            app.versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .publish(&name, source, format!("startup {origin}"), now_ms());
         }
 
         let publisher = app.clone();
@@ -136,6 +174,10 @@ impl App {
         }
         let stats = app.clone();
         tokio::spawn(async move { stats.refresh_gauges().await });
+        if let (Some(dir), Some(snapshot)) = (app.config.rules_dir.clone(), watched) {
+            let watcher = app.clone();
+            tokio::spawn(async move { crate::watch::run(watcher, dir, snapshot).await });
+        }
         app.ready.store(true, Ordering::Release);
         Ok(app)
     }
@@ -146,7 +188,10 @@ impl App {
     }
 
     /// Installs a rule (replacing one of the same name) and returns its id.
+    /// A replaced version is removed at the same clock instant as the new
+    /// one is installed, so its alerts are updated in place.
     pub async fn install_rule(&self, plan: Arc<RulePlan>) -> Result<RuleId, EngineError> {
+        let _gate = self.clock_gate.lock().await;
         let id = self.engine.add_rule(plan.clone()).await?;
         let previous = self
             .rules
@@ -196,6 +241,13 @@ impl App {
             max_ts = max_ts.max(e.ts);
         }
         let accepted = events.len();
+        if self.config.clock == ClockMode::Wall {
+            // Bring the clock up to now first: a live event stamped "now"
+            // then arrives at or after its own time and enters its windows
+            // at once, instead of waiting for its time rounded up to the
+            // resolution like an event from the future.
+            self.advance(now_ms()).await?;
+        }
         let clock = self.engine.send_events(events).await?;
         for s in jingzhi_rules::schema::StreamKind::ALL {
             self.metrics
@@ -222,12 +274,14 @@ impl App {
             }
         }
         let target = match self.config.clock {
-            ClockMode::Wall => now_ms(),
+            // At least one instant past the events' arrival, so that their
+            // effects are complete and published now, not at the next heartbeat.
+            ClockMode::Wall => now_ms().max(clock + 1),
             ClockMode::Event => max_ts.saturating_sub(self.config.lateness_ms),
         };
         if target > clock {
             self.mark_latency(target);
-            self.engine.advance(target).await?;
+            self.advance(target).await?;
         }
         Ok(IngestOutcome {
             accepted,
@@ -235,6 +289,13 @@ impl App {
             expired,
             clock,
         })
+    }
+
+    /// Moves the engine clock, never between the two halves of a rule
+    /// replacement.
+    async fn advance(&self, clock: Time) -> Result<(), EngineError> {
+        let _gate = self.clock_gate.lock().await;
+        self.engine.advance(clock).await
     }
 
     fn mark_latency(&self, clock: Time) {
@@ -248,8 +309,7 @@ impl App {
     /// change up to it is published. Returns the clock.
     pub async fn watermark(&self, ts: Time, wait: Duration) -> Result<Time, WatermarkError> {
         self.mark_latency(ts);
-        self.engine
-            .advance(ts)
+        self.advance(ts)
             .await
             .map_err(|_| WatermarkError::Stopped)?;
         let clock = self.engine.clock().await;
@@ -299,7 +359,7 @@ impl App {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if self.engine.advance(now_ms()).await.is_err() {
+                    if self.advance(now_ms()).await.is_err() {
                         return;
                     }
                 }
@@ -393,4 +453,256 @@ pub enum WatermarkError {
     Stopped,
     #[error("alert changes were not published in time")]
     Timeout,
+}
+
+/// One published version of a rule.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleVersion {
+    /// 1, 2, …: counts every publication of the name, across deletions.
+    pub version: u32,
+    /// The text that defines the rule: a request's body, or the rule's text
+    /// in its file.
+    pub source: String,
+    /// Wall-clock milliseconds.
+    pub published_at: Time,
+    /// Who published it: `startup FILE:LINE`, `api`, `file PATH`.
+    pub origin: String,
+}
+
+/// A rule's versions, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleHistory {
+    pub versions: Vec<RuleVersion>,
+    /// Set while the rule is deleted (a later publication clears it).
+    pub deleted_at: Option<Time>,
+}
+
+/// Every rule's published versions. This is the one place rule history is
+/// kept, in memory for now; it is plain data so that it can be persisted.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleVersions {
+    rules: BTreeMap<String, RuleHistory>,
+}
+
+impl RuleVersions {
+    /// The current version of an installed rule.
+    pub fn current(&self, name: &str) -> Option<&RuleVersion> {
+        self.rules
+            .get(name)
+            .filter(|h| h.deleted_at.is_none())
+            .and_then(|h| h.versions.last())
+    }
+
+    /// A rule's history, deleted or not.
+    pub fn history(&self, name: &str) -> Option<&RuleHistory> {
+        self.rules.get(name)
+    }
+
+    /// Records a new version and returns its number.
+    pub fn publish(&mut self, name: &str, source: String, origin: String, now: Time) -> u32 {
+        let history = self.rules.entry(name.to_string()).or_default();
+        let version = history.versions.last().map_or(1, |v| v.version + 1);
+        history.versions.push(RuleVersion {
+            version,
+            source,
+            published_at: now,
+            origin,
+        });
+        history.deleted_at = None;
+        version
+    }
+
+    /// Records that a rule was deleted.
+    pub fn delete(&mut self, name: &str, now: Time) {
+        if let Some(h) = self.rules.get_mut(name) {
+            h.deleted_at = Some(now);
+        }
+    }
+}
+
+/// A change to the installed rules, checked as a whole (with the rules that
+/// stay) before anything is installed.
+#[derive(Clone, Debug, Default)]
+pub struct RuleEdit {
+    /// Rule files whose rules are published (replacing the installed
+    /// versions of the same names).
+    pub files: Vec<SourceFile>,
+    /// Publish only the rules of these names from `files` (the others are
+    /// only checked); `None`: all of them.
+    pub publish_only: Option<BTreeSet<String>>,
+    /// Rules to remove.
+    pub remove: BTreeSet<String>,
+    /// Recorded with each new version (`api`, `file`).
+    pub origin: String,
+    /// Add where the rule was written (`PATH:LINE`) to `origin`.
+    pub cite_place: bool,
+    /// Record each file's whole text as its rule's source (a request body
+    /// that defines one rule) rather than the rule's own text.
+    pub whole_file_source: bool,
+}
+
+/// What a rule edit did.
+#[derive(Clone, Debug, Default)]
+pub struct RuleEditOutcome {
+    /// Rules installed: name, version, whether the name was new.
+    pub published: Vec<(String, u32, bool)>,
+    /// Rules whose text (from `rule` to its closing brace) was already installed.
+    pub unchanged: Vec<(String, u32)>,
+    pub removed: Vec<String>,
+    /// Warnings about the edited files.
+    pub diagnostics: Vec<Diagnostic>,
+    /// What the diagnostics point into.
+    pub sources: Vec<SourceFile>,
+}
+
+/// Why a rule edit was refused. Nothing was installed.
+#[derive(Debug)]
+pub enum RuleEditError {
+    /// The rule set would not check: every diagnostic, and the sources
+    /// they point into (the edited files first, then the installed rules).
+    Invalid {
+        diagnostics: Vec<Diagnostic>,
+        sources: Vec<SourceFile>,
+    },
+    Engine(EngineError),
+}
+
+impl App {
+    /// Compiles `files` together with the installed rules they do not
+    /// redefine and that are not in `remove`. Returns the result, the
+    /// sources (the files first) and the names the files define.
+    pub fn check_rule_set(
+        &self,
+        files: &[SourceFile],
+        remove: &BTreeSet<String>,
+    ) -> (Compiled, Vec<SourceFile>, BTreeSet<String>) {
+        let defined: BTreeSet<String> = files
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| rule_names(&f.text, i))
+            .collect();
+        let mut sources = files.to_vec();
+        {
+            let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+            for (name, rule) in rules.iter() {
+                if !defined.contains(name) && !remove.contains(name) {
+                    sources.push(SourceFile {
+                        name: format!("installed rule `{name}`"),
+                        text: rule.plan.source.clone(),
+                    });
+                }
+            }
+        }
+        let options = CheckOptions {
+            min_window_ms: self.config.resolution_ms.max(1),
+        };
+        (compile(&sources, &options), sources, defined)
+    }
+
+    /// Checks and applies a rule edit: new and changed rules are installed
+    /// at the next clock instant (a changed rule's alerts are updated in
+    /// place; other rules keep their state), removed rules' alerts clear.
+    /// A rule whose text is unchanged is left alone.
+    pub async fn edit_rules(&self, edit: RuleEdit) -> Result<RuleEditOutcome, RuleEditError> {
+        let _edits = self.rule_edits.lock().await;
+        let (compiled, sources, defined) = self.check_rule_set(&edit.files, &edit.remove);
+        if compiled.has_errors() {
+            return Err(RuleEditError::Invalid {
+                diagnostics: compiled.diagnostics,
+                sources,
+            });
+        }
+        let nfiles = edit.files.len();
+        let mut outcome = RuleEditOutcome {
+            diagnostics: compiled
+                .diagnostics
+                .into_iter()
+                .filter(|d| d.file < nfiles)
+                .collect(),
+            ..RuleEditOutcome::default()
+        };
+        for plan in compiled.plans {
+            let publish = defined.contains(&plan.name)
+                && edit
+                    .publish_only
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&plan.name));
+            if !publish {
+                continue;
+            }
+            let installed_source = self
+                .rules
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&plan.name)
+                .map(|r| r.plan.source.clone());
+            let current = self
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .current(&plan.name)
+                .map(|v| v.version);
+            if let (Some(source), Some(version)) = (&installed_source, current) {
+                if *source == plan.source {
+                    outcome.unchanged.push((plan.name.clone(), version));
+                    continue;
+                }
+            }
+            let recorded = if edit.whole_file_source {
+                edit.files
+                    .iter()
+                    .find(|f| rule_names(&f.text, 0).contains(&plan.name))
+                    .map_or_else(|| plan.source.clone(), |f| f.text.clone())
+            } else {
+                plan.source.clone()
+            };
+            let name = plan.name.clone();
+            let origin = if edit.cite_place {
+                format!("{} {}", edit.origin, plan.origin)
+            } else {
+                edit.origin.clone()
+            };
+            self.install_rule(Arc::new(plan))
+                .await
+                .map_err(RuleEditError::Engine)?;
+            let version = self
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .publish(&name, recorded, origin, now_ms());
+            outcome
+                .published
+                .push((name, version, installed_source.is_none()));
+        }
+        for name in &edit.remove {
+            if defined.contains(name) {
+                continue;
+            }
+            let removed = self
+                .rules
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+            if let Some(rule) = removed {
+                self.engine
+                    .remove_rule(rule.id)
+                    .await
+                    .map_err(RuleEditError::Engine)?;
+                self.versions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delete(name, now_ms());
+                outcome.removed.push(name.clone());
+            }
+        }
+        self.rules_changed();
+        outcome.sources = sources;
+        Ok(outcome)
+    }
+}
+
+/// The names of the rules a file defines, as far as it parses.
+pub fn rule_names(text: &str, file: usize) -> Vec<String> {
+    let (ast, _) = jingzhi_rules::parser::parse(text, file);
+    ast.rules.into_iter().map(|r| r.name.name).collect()
 }

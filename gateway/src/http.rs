@@ -66,7 +66,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/alerts/ws", get(crate::ws::upgrade))
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/rules", get(list_rules))
+        .route("/api/v1/rules", get(crate::rules_api::list))
+        .route("/api/v1/rules/validate", post(crate::rules_api::validate))
+        .route(
+            "/api/v1/rules/{name}",
+            get(crate::rules_api::get_rule)
+                .put(crate::rules_api::put_rule)
+                .delete(crate::rules_api::delete_rule),
+        )
         .route(
             "/api/v1/reference/sensors/{id}",
             put(put_sensor).delete(delete_sensor),
@@ -250,30 +257,6 @@ async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "ready": app.is_ready(),
         "uptime_s": app.started.elapsed().as_secs(),
     }))
-}
-
-async fn list_rules(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    let rules = app.rules.read().unwrap_or_else(|e| e.into_inner());
-    let list: Vec<serde_json::Value> = rules
-        .values()
-        .map(|r| {
-            json!({
-                "name": r.plan.name,
-                "title": r.plan.title,
-                "severity": r.plan.severity,
-                "group_by": r.plan.group_by,
-                "origin": r.plan.origin,
-                "terms": r.plan.terms.iter().map(|t| json!({
-                    "name": t.name,
-                    "aggregate": t.agg.name(),
-                    "stream": t.stream.name(),
-                    "window": t.window,
-                })).collect::<Vec<_>>(),
-                "source": r.plan.source,
-            })
-        })
-        .collect();
-    Json(json!({ "rules": list }))
 }
 
 #[derive(Deserialize)]

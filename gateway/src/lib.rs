@@ -18,14 +18,21 @@
 
 pub mod alerts;
 pub mod app;
+pub mod backtest;
 pub mod bench;
 pub mod city;
 pub mod config;
 pub mod demo;
+pub mod eventlog;
 pub mod http;
+pub mod masking;
 pub mod metrics;
+pub mod rules_api;
 pub mod rules_cli;
 pub mod rules_load;
+pub mod rules_test;
 pub mod serve;
 pub mod sim;
+pub mod store;
+pub mod watch;
 pub mod ws;

@@ -68,6 +68,60 @@ enum BenchCommand {
         #[arg(long)]
         naive: bool,
     },
+    /// Throughput over real HTTP: start `jingzhi serve --clock event` as a
+    /// child process and post an NDJSON file to it over concurrent connections.
+    Http {
+        /// NDJSON events with a `stream` field on each line.
+        #[arg(long)]
+        events: PathBuf,
+        /// A rule file or a directory of `*.rules`.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The server's timely workers (default: its default, the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Concurrent ingest connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// NDJSON lines per request body (bodies also stop short of 16 MiB).
+        #[arg(long, default_value_t = 10_000)]
+        batch_lines: usize,
+        /// The server's --lateness: concurrent bodies arrive slightly out of order.
+        #[arg(long, default_value = "300s", value_parser = duration)]
+        lateness: u64,
+        /// An extra argument for `jingzhi serve` (repeat for several: --server-arg=--ws-buffer --server-arg=8192).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_arg: Vec<String>,
+        /// Also print the report as JSON on stdout (the summary goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Event-to-WebSocket latency at fixed offered rates: start `jingzhi serve
+    /// --clock wall` with a probe rule, post background events and probes
+    /// every 5 ms, time each probe's alert on the WebSocket feed.
+    Latency {
+        /// Offered rates in events per second, comma-separated; one fresh server each.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,500000")]
+        rates: Vec<u64>,
+        /// How long to offer each rate.
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        duration: u64,
+        /// Concurrent ingest connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// The server's timely workers (default: its default, the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// An extra argument for `jingzhi serve` (repeat for several).
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_arg: Vec<String>,
+        /// Stamp events this long before the wall clock (default: `ts` = now).
+        #[arg(long, default_value = "0ms", value_parser = duration)]
+        event_age: u64,
+        /// Also print the report as JSON on stdout (the summary goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,6 +131,60 @@ enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run rule tests (`*.test.toml`: events and the alerts expected; see docs/rule-tests.md).
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Timely workers of the engine each test runs in.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Replay recorded events through rules; print every alert's raise and clear
+    /// times and a summary per rule, or with --against what a rule change does.
+    Backtest {
+        /// A rule file or a directory of `*.rules`.
+        rules: PathBuf,
+        /// NDJSON events, in time order.
+        events: PathBuf,
+        /// Print one JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Compare with these rules (a file or a directory): alerts added, removed, changed.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// How far the clock stays behind the largest event time read.
+        #[arg(long, default_value = "0s", value_parser = duration)]
+        lateness: u64,
+        /// Reference data file (default: the built-in Beijing districts).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
+}
+
+fn run_rules(command: RulesCommand) -> ExitCode {
+    match command {
+        RulesCommand::Check { files } => rules_cli::check(&files),
+        RulesCommand::Test { files, workers } => rules_cli::test(&files, workers),
+        RulesCommand::Backtest {
+            rules,
+            events,
+            json,
+            against,
+            workers,
+            lateness,
+            reference,
+        } => rules_cli::backtest(&jingzhi_gateway::backtest::BacktestOptions {
+            rules: vec![rules],
+            events,
+            json,
+            against: against.map(|a| vec![a]),
+            workers,
+            lateness_ms: lateness,
+            reference,
+        }),
+    }
 }
 
 fn duration(s: &str) -> Result<u64, String> {
@@ -177,9 +285,7 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     match cli.command {
-        Command::Rules {
-            command: RulesCommand::Check { files },
-        } => rules_cli::check(&files),
+        Command::Rules { command } => run_rules(command),
         Command::Bench {
             command:
                 BenchCommand::Replay {
@@ -232,6 +338,52 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench {
+            command:
+                BenchCommand::Http {
+                    events,
+                    rules,
+                    workers,
+                    connections,
+                    batch_lines,
+                    lateness,
+                    server_arg,
+                    json,
+                },
+        } => bench::http::command(
+            &bench::http::HttpOptions {
+                events,
+                rules,
+                workers,
+                connections,
+                batch_lines,
+                lateness_ms: lateness,
+                server_args: server_arg,
+            },
+            json,
+        ),
+        Command::Bench {
+            command:
+                BenchCommand::Latency {
+                    rates,
+                    duration,
+                    connections,
+                    workers,
+                    server_arg,
+                    event_age,
+                    json,
+                },
+        } => bench::latency::command(
+            &bench::latency::LatencyOptions {
+                rates,
+                duration_ms: duration,
+                connections,
+                workers,
+                server_args: server_arg,
+                event_age_ms: event_age,
+            },
+            json,
+        ),
         Command::Simulate(a) => demo::simulate(a.seed, a.events, &a.out, &a.start, a.w1),
         Command::Serve(a) => {
             let mut config = server_config(a.listen, &a.engine);

@@ -1,4 +1,5 @@
-//! `jingzhi rules …` commands.
+//! `jingzhi rules …` commands: `check`, `test` (see [`crate::rules_test`])
+//! and `backtest` (see [`crate::backtest`]).
 
 use jingzhi_rules::lang::{check_files, render_diagnostics, CheckOptions};
 use std::path::PathBuf;
@@ -22,4 +23,14 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
         );
         ExitCode::SUCCESS
     }
+}
+
+/// `jingzhi rules test FILE...`: runs rule tests; fails on any failure.
+pub fn test(files: &[PathBuf], workers: usize) -> ExitCode {
+    crate::rules_test::run(files, workers)
+}
+
+/// `jingzhi rules backtest RULES EVENTS`: replays a recording through rules.
+pub fn backtest(opts: &crate::backtest::BacktestOptions) -> ExitCode {
+    crate::backtest::run(opts)
 }

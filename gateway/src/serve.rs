@@ -2,6 +2,7 @@
 
 use crate::app::{App, StartError};
 use crate::config::ServerConfig;
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,6 +39,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
     let router = crate::http::router(app.clone());
     let mut stop = app.shutdown.subscribe();
     let server = tokio::spawn(async move {
+        // Alert messages are small and latency matters more than packing:
+        // do not let Nagle's algorithm hold them back.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

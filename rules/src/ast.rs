@@ -12,6 +12,10 @@ use crate::span::Span;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct File {
     pub rules: Vec<Rule>,
+    /// The names of rules abandoned on a syntax error (already reported):
+    /// they exist, so `inhibited by` them is not an unknown rule. Not
+    /// printed, and not kept by [`File::erase_spans`].
+    pub abandoned: Vec<Ident>,
 }
 
 /// `rule NAME "title" { clauses }`.
@@ -51,10 +55,30 @@ pub struct Clause {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClauseKind {
-    Severity(Ident),
+    /// `severity LEVEL` (the default) or `severity LEVEL when CONDITION`
+    /// (an entry of the ladder).
+    Severity {
+        level: Ident,
+        condition: Option<Expr>,
+    },
     GroupBy(Ident),
-    Let { name: Ident, value: Aggregate },
-    When(Expr),
+    Let {
+        name: Ident,
+        value: Aggregate,
+    },
+    /// `when CONDITION [after STREAM [where FILTER] within DURATION]`.
+    When {
+        condition: Expr,
+        after: Option<Sequence>,
+    },
+    /// `clear when CONDITION`.
+    Clear(Expr),
+    /// `for DURATION`.
+    Hold(DurationLit),
+    /// `inhibited by NAME, …`.
+    InhibitedBy(Vec<Ident>),
+    /// `labels { key: "value", … }`.
+    Labels(Vec<Label>),
     Message(StrLit),
 }
 
@@ -62,23 +86,74 @@ impl ClauseKind {
     /// The clause as the author writes it, for messages.
     pub fn keyword_text(&self) -> &'static str {
         match self {
-            ClauseKind::Severity(_) => "severity",
+            ClauseKind::Severity { .. } => "severity",
             ClauseKind::GroupBy(_) => "group by",
             ClauseKind::Let { .. } => "let",
-            ClauseKind::When(_) => "when",
+            ClauseKind::When { .. } => "when",
+            ClauseKind::Clear(_) => "clear when",
+            ClauseKind::Hold(_) => "for",
+            ClauseKind::InhibitedBy(_) => "inhibited by",
+            ClauseKind::Labels(_) => "labels",
             ClauseKind::Message(_) => "message",
         }
     }
 }
 
-/// `FUNCTION(ARGUMENT [where FILTER]) over [tumbling] DURATION`.
+/// A duration as written (`for 1m`, `within 15m`, `absent(…) over 30m`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DurationLit {
+    /// Milliseconds; `None` when malformed (already reported).
+    pub length: Option<u64>,
+    pub span: Span,
+}
+
+/// `after STREAM [where FILTER] within DURATION`, ending a `when`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequence {
+    pub stream: Ident,
+    pub filter: Option<Box<Expr>>,
+    pub within: DurationLit,
+    /// From `after` to the duration.
+    pub span: Span,
+}
+
+/// `absent(STREAM [where FILTER]) over DURATION`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Absence {
+    pub stream: Ident,
+    pub filter: Option<Box<Expr>>,
+    pub window: DurationLit,
+    /// From `absent` to the duration.
+    pub span: Span,
+}
+
+/// `key: "value"` in `labels { … }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub key: Ident,
+    pub value: StrLit,
+}
+
+/// `within N ring(s)` after an aggregate's window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rings {
+    /// As written; the checker wants a whole number from 0 to 5.
+    pub count: f64,
+    /// The number.
+    pub number: Span,
+    /// From `within` to `ring`/`rings`.
+    pub span: Span,
+}
+
+/// `FUNCTION(ARGUMENT [where FILTER]) over [tumbling] DURATION [within N rings]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Aggregate {
     pub function: Ident,
     pub argument: Box<Expr>,
     pub filter: Option<Box<Expr>>,
     pub window: WindowSpec,
-    /// From the function name to the end of the window.
+    pub rings: Option<Rings>,
+    /// From the function name to the end of the window (or of the rings).
     pub span: Span,
 }
 
@@ -112,6 +187,8 @@ pub enum ExprKind {
         field: Ident,
     },
     Aggregate(Box<Aggregate>),
+    /// `absent(STREAM [where FILTER]) over DURATION`: a condition.
+    Absent(Box<Absence>),
     Neg(Box<Expr>),
     Not(Box<Expr>),
     Arith(ArithOp, Box<Expr>, Box<Expr>),
@@ -154,6 +231,11 @@ impl Expr {
                     filter.walk(f);
                 }
             }
+            ExprKind::Absent(a) => {
+                if let Some(filter) = &a.filter {
+                    filter.walk(f);
+                }
+            }
             ExprKind::Neg(e) | ExprKind::Not(e) | ExprKind::In(e, _) => e.walk(f),
             ExprKind::Arith(_, a, b)
             | ExprKind::Compare(_, a, b)
@@ -175,6 +257,14 @@ impl Expr {
                 field.span = Span::default();
             }
             ExprKind::Aggregate(a) => a.erase_spans(),
+            ExprKind::Absent(a) => {
+                a.span = Span::default();
+                a.stream.span = Span::default();
+                if let Some(filter) = &mut a.filter {
+                    filter.erase_spans();
+                }
+                a.window.span = Span::default();
+            }
             ExprKind::Neg(e) | ExprKind::Not(e) => e.erase_spans(),
             ExprKind::In(e, items) => {
                 e.erase_spans();
@@ -202,12 +292,17 @@ impl Aggregate {
             filter.erase_spans();
         }
         self.window.span = Span::default();
+        if let Some(rings) = &mut self.rings {
+            rings.number = Span::default();
+            rings.span = Span::default();
+        }
     }
 }
 
 impl File {
     /// Zeroes every span, leaving only the tree's shape and values.
     pub fn erase_spans(&mut self) {
+        self.abandoned.clear();
         for rule in &mut self.rules {
             rule.span = Span::default();
             rule.keyword = Span::default();
@@ -217,12 +312,41 @@ impl File {
                 clause.keyword = Span::default();
                 clause.span = Span::default();
                 match &mut clause.kind {
-                    ClauseKind::Severity(id) | ClauseKind::GroupBy(id) => id.span = Span::default(),
+                    ClauseKind::Severity { level, condition } => {
+                        level.span = Span::default();
+                        if let Some(c) = condition {
+                            c.erase_spans();
+                        }
+                    }
+                    ClauseKind::GroupBy(id) => id.span = Span::default(),
                     ClauseKind::Let { name, value } => {
                         name.span = Span::default();
                         value.erase_spans();
                     }
-                    ClauseKind::When(e) => e.erase_spans(),
+                    ClauseKind::When { condition, after } => {
+                        condition.erase_spans();
+                        if let Some(seq) = after {
+                            seq.span = Span::default();
+                            seq.stream.span = Span::default();
+                            if let Some(filter) = &mut seq.filter {
+                                filter.erase_spans();
+                            }
+                            seq.within.span = Span::default();
+                        }
+                    }
+                    ClauseKind::Clear(e) => e.erase_spans(),
+                    ClauseKind::Hold(d) => d.span = Span::default(),
+                    ClauseKind::InhibitedBy(names) => {
+                        for name in names {
+                            name.span = Span::default();
+                        }
+                    }
+                    ClauseKind::Labels(labels) => {
+                        for label in labels {
+                            label.key.span = Span::default();
+                            label.value.span = Span::default();
+                        }
+                    }
                     ClauseKind::Message(s) => s.span = Span::default(),
                 }
             }

@@ -1,22 +1,34 @@
 //! The checker: AST → [`RulePlan`], knowing the schema.
 //!
 //! It resolves every name (streams, fields, `let` bindings, inline
-//! aggregates, message placeholders), types every expression, checks windows
-//! against the engine's resolution, and reports each problem with a code
-//! from `docs/rules.md`. It keeps going after a problem so that one run shows
-//! them all; a sub-expression that failed yields `None`, and nothing is said
-//! about its parent's type, so one mistake is reported once.
+//! aggregates, message placeholders, the rules named by `inhibited by`),
+//! types every expression, checks windows against the engine's resolution,
+//! and reports each problem with a code from `docs/rules.md`. It keeps going
+//! after a problem so that one run shows them all; a sub-expression that
+//! failed yields `None`, and nothing is said about its parent's type, so one
+//! mistake is reported once.
 //!
 //! Terms are numbered as the plan lists them: `let` bindings in declaration
-//! order, then aggregates written inline in `when`, in order of appearance.
+//! order, then aggregates written inline in the conditions (`when`,
+//! `severity … when`, `clear when`), in order of appearance, then the
+//! *hidden* terms the checker makes for constructs, in order of appearance:
+//!
+//! * `absent(S where F) over T` becomes two counts, `_absent_N_recent`
+//!   (`count(S where F) over T`) and `_absent_N_seen` (the same over `1d`),
+//!   and the condition `(recent == 0 and seen >= 1)`;
+//! * `when … after S where F within T` becomes `_after`, `count(S where F)
+//!   over T`, whose index is the plan's `after`.
+//!
+//! Hidden terms have no name a rule can use: they are not offered in
+//! suggestions, in a message, or warned about when unused.
 
 use crate::ast::{self, Aggregate, ClauseKind, ExprKind, ListValue};
 use crate::diag::{place, Diagnostic};
 use crate::lang::{CheckOptions, SourceFile};
 use crate::lexer::scan_string;
 use crate::plan::{
-    AggFn, ArithOp, Expr, GroupBy, Literal, RulePlan, Severity, TemplatePart, TemplateVar, Term,
-    Window,
+    AggFn, ArithOp, CmpOp, Expr, GroupBy, Literal, RulePlan, Severity, TemplatePart, TemplateVar,
+    Term, Window,
 };
 use crate::schema::{FieldDef, StreamKind, Type};
 use crate::span::{line_col, Span};
@@ -29,12 +41,23 @@ use std::collections::HashMap;
 /// slip of the unit, and would keep events in memory for as long.
 pub const MAX_WINDOW_MS: u64 = 366 * 86_400_000;
 
+/// How far back `absent(…)` looks for a key's earlier events: a key is
+/// absent-able only if it has had a matching event in the last day.
+pub const ABSENCE_SEEN_MS: u64 = 86_400_000;
+
+/// The widest neighbourhood `within N rings` accepts.
+pub const MAX_RINGS: u32 = 5;
+
 /// A plan, with the file and span of the rule it came from.
 pub struct CheckedRule {
     pub file: usize,
     pub span: Span,
     pub plan: RulePlan,
 }
+
+/// The rules compiled together, for `inhibited by`: each name's group key,
+/// when it is a known one.
+type RuleIndex = HashMap<String, Option<GroupBy>>;
 
 /// Checks every rule of every file. `asts` pairs each parsed file with its
 /// index in `files`. Problems go to `diags`; rules with errors yield no plan.
@@ -44,11 +67,24 @@ pub fn check(
     opts: &CheckOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<CheckedRule> {
+    let mut index = RuleIndex::new();
+    for (_, ast) in asts {
+        for rule in &ast.rules {
+            let group = rule.clauses.iter().find_map(|c| match &c.kind {
+                ClauseKind::GroupBy(key) => GroupBy::from_name(&key.name),
+                _ => None,
+            });
+            index.entry(rule.name.name.clone()).or_insert(group);
+        }
+        for name in &ast.abandoned {
+            index.entry(name.name.clone()).or_insert(None);
+        }
+    }
     let mut first_definition: HashMap<&str, (usize, Span)> = HashMap::new();
     let mut checked = Vec::new();
     for (file, ast) in asts {
         for rule in &ast.rules {
-            let mut checker = RuleChecker::new(files, *file, opts, diags);
+            let mut checker = RuleChecker::new(files, *file, opts, &index, diags);
             match first_definition.get(rule.name.name.as_str()) {
                 Some(&(first_file, first_span)) => {
                     checker.error(
@@ -86,14 +122,17 @@ pub fn check(
 struct TermSlot {
     name: String,
     term: Option<Term>,
-    /// The `let` name's span; `None` for inline aggregates.
+    /// The `let` name's span; `None` for inline aggregates and hidden terms.
     let_span: Option<Span>,
     used: bool,
+    /// Made by the checker (absence, sequence): no name a rule can use.
+    hidden: bool,
 }
 
 /// Where an expression is, which decides what its names mean.
 enum Ctx {
-    /// `when`: names are terms; fields are not allowed.
+    /// A condition (`when`, `severity … when`, `clear when`): names are
+    /// terms; fields are not allowed.
     Condition,
     /// An aggregate's value: fields written `stream.field`, all from one
     /// stream (the first one named).
@@ -106,14 +145,17 @@ struct RuleChecker<'a> {
     files: &'a [SourceFile],
     file: usize,
     opts: &'a CheckOptions,
+    rules: &'a RuleIndex,
     diags: &'a mut Vec<Diagnostic>,
     /// Errors reported for this rule so far.
     errors: usize,
     terms: Vec<TermSlot>,
     by_name: HashMap<String, usize>,
-    /// Inline aggregates in `when`, by the start of their span.
+    /// Inline aggregates in conditions, by the start of their span.
     inline: HashMap<u32, usize>,
     group_by: Option<GroupBy>,
+    /// `absent(…)` conditions desugared so far.
+    absences: usize,
 }
 
 fn a_type(ty: Type) -> &'static str {
@@ -134,9 +176,11 @@ fn arith_symbol(op: ArithOp) -> &'static str {
 }
 
 /// Names that mean something in a message but not in `when`.
-const MESSAGE_ONLY: [&str; 7] = [
+const MESSAGE_ONLY: [&str; 9] = [
     "cell",
     "district",
+    "segment",
+    "sensor",
     "key",
     "district_name",
     "rule",
@@ -144,23 +188,85 @@ const MESSAGE_ONLY: [&str; 7] = [
     "severity",
 ];
 
+/// Whether a group key can read a stream: segments are on traffic readings
+/// and on the incidents that carry a `segment_id`; sensors are sensors.
+fn groupable(group: GroupBy, stream: StreamKind) -> bool {
+    match group {
+        GroupBy::Cell | GroupBy::District => true,
+        GroupBy::Segment => matches!(stream, StreamKind::Traffic | StreamKind::Incident),
+        GroupBy::Sensor => stream == StreamKind::Sensor,
+    }
+}
+
+/// Whether an alert of a rule grouped by `inhibitor` can ever suppress one
+/// grouped by `inhibited`: same key, or the district containing a cell.
+fn can_inhibit(inhibitor: GroupBy, inhibited: GroupBy) -> bool {
+    inhibitor == inhibited || (inhibited == GroupBy::Cell && inhibitor == GroupBy::District)
+}
+
+/// `count(STREAM [where FILTER]) over LENGTH`, as the checker sees the
+/// hidden terms of absences and sequences.
+fn hidden_count(
+    stream: &ast::Ident,
+    filter: &Option<Box<ast::Expr>>,
+    length: &ast::DurationLit,
+    span: Span,
+) -> Aggregate {
+    Aggregate {
+        function: ast::Ident {
+            name: "count".into(),
+            span: stream.span,
+        },
+        argument: Box::new(ast::Expr {
+            kind: ExprKind::Name(stream.clone()),
+            span: stream.span,
+        }),
+        filter: filter.clone(),
+        window: ast::WindowSpec {
+            tumbling: false,
+            length: length.length,
+            span: length.span,
+        },
+        rings: None,
+        span,
+    }
+}
+
+/// The clauses of one rule, sorted by kind.
+#[derive(Default)]
+struct Clauses<'r> {
+    severity: Option<&'r ast::Clause>,
+    group_by: Option<&'r ast::Clause>,
+    when: Option<&'r ast::Clause>,
+    clear: Option<&'r ast::Clause>,
+    hold: Option<&'r ast::Clause>,
+    inhibited_by: Option<&'r ast::Clause>,
+    labels: Option<&'r ast::Clause>,
+    message: Option<&'r ast::Clause>,
+    ladder: Vec<&'r ast::Clause>,
+    lets: Vec<(&'r ast::Ident, &'r Aggregate)>,
+}
+
 impl<'a> RuleChecker<'a> {
     fn new(
         files: &'a [SourceFile],
         file: usize,
         opts: &'a CheckOptions,
+        rules: &'a RuleIndex,
         diags: &'a mut Vec<Diagnostic>,
     ) -> RuleChecker<'a> {
         RuleChecker {
             files,
             file,
             opts,
+            rules,
             diags,
             errors: 0,
             terms: Vec::new(),
             by_name: HashMap::new(),
             inline: HashMap::new(),
             group_by: None,
+            absences: 0,
         }
     }
 
@@ -183,81 +289,127 @@ impl<'a> RuleChecker<'a> {
 
     // ---- the rule ----
 
-    fn rule(&mut self, rule: &ast::Rule) -> Option<RulePlan> {
-        let mut severity: Option<&ast::Clause> = None;
-        let mut group_by: Option<&ast::Clause> = None;
-        let mut when: Option<&ast::Clause> = None;
-        let mut message: Option<&ast::Clause> = None;
-        let mut lets = Vec::new();
+    /// Sorts the clauses by kind, reporting those given twice (E019).
+    fn clauses<'r>(&mut self, rule: &'r ast::Rule) -> Clauses<'r> {
+        let mut c = Clauses::default();
         for clause in &rule.clauses {
             let slot = match &clause.kind {
                 ClauseKind::Let { name, value } => {
-                    lets.push((name, value));
+                    c.lets.push((name, value));
                     continue;
                 }
-                ClauseKind::Severity(_) => &mut severity,
-                ClauseKind::GroupBy(_) => &mut group_by,
-                ClauseKind::When(_) => &mut when,
-                ClauseKind::Message(_) => &mut message,
+                ClauseKind::Severity {
+                    condition: Some(_), ..
+                } => {
+                    c.ladder.push(clause);
+                    continue;
+                }
+                ClauseKind::Severity {
+                    condition: None, ..
+                } => &mut c.severity,
+                ClauseKind::GroupBy(_) => &mut c.group_by,
+                ClauseKind::When { .. } => &mut c.when,
+                ClauseKind::Clear(_) => &mut c.clear,
+                ClauseKind::Hold(_) => &mut c.hold,
+                ClauseKind::InhibitedBy(_) => &mut c.inhibited_by,
+                ClauseKind::Labels(_) => &mut c.labels,
+                ClauseKind::Message(_) => &mut c.message,
             };
             match slot {
                 Some(first) => {
                     let keyword = clause.kind.keyword_text();
-                    let d = self
-                        .err(
-                            "E019",
-                            clause.keyword,
+                    let (message, help) = match clause.kind {
+                        ClauseKind::Severity { .. } => (
+                            format!("default `severity` given twice in rule `{}`", rule.name.name),
+                            "a rule has one plain `severity`; the others need a condition, like `severity red when water > 0.4`".to_string(),
+                        ),
+                        ClauseKind::InhibitedBy(_) => (
                             format!("`{keyword}` given twice in rule `{}`", rule.name.name),
-                        )
+                            "name all the rules in one clause: `inhibited by a, b`".to_string(),
+                        ),
+                        _ => (
+                            format!("`{keyword}` given twice in rule `{}`", rule.name.name),
+                            format!("a rule has one `{keyword}`; remove one"),
+                        ),
+                    };
+                    let first = first.keyword;
+                    let d = self
+                        .err("E019", clause.keyword, message)
                         .with_label(format!("second `{keyword}`"))
-                        .with_help(format!("a rule has one `{keyword}`; remove one"))
-                        .with_note(format!("first given at {}", self.place(first.keyword)));
+                        .with_help(help)
+                        .with_note(format!("first given at {}", self.place(first)));
                     self.error(d);
                 }
                 None => *slot = Some(clause),
             }
         }
+        c
+    }
+
+    fn rule(&mut self, rule: &ast::Rule) -> Option<RulePlan> {
+        let c = self.clauses(rule);
+        let missing_severity_help = if c.ladder.is_empty() {
+            "add `severity blue`, `yellow`, `orange` or `red`"
+        } else {
+            "add a plain `severity LEVEL`: the colour when no `severity … when` applies"
+        };
         for (present, what, help) in [
+            (c.severity.is_some(), "severity", missing_severity_help),
             (
-                severity.is_some(),
-                "severity",
-                "add `severity blue`, `yellow`, `orange` or `red`",
-            ),
-            (
-                group_by.is_some(),
+                c.group_by.is_some(),
                 "group by",
-                "add `group by cell` or `group by district`",
+                "add `group by cell`, `district`, `segment` or `sensor`",
             ),
             (
-                when.is_some(),
+                c.when.is_some(),
                 "when",
                 "add `when CONDITION`: the alert is active while it holds",
             ),
         ] {
             if !present {
-                let d = self
-                    .err(
-                        "E018",
-                        rule.name.span,
-                        format!("rule `{}` has no `{what}` clause", rule.name.name),
-                    )
+                let message = if what == "severity" && !c.ladder.is_empty() {
+                    format!("rule `{}` has no default `severity`", rule.name.name)
+                } else {
+                    format!("rule `{}` has no `{what}` clause", rule.name.name)
+                };
+                let mut d = self
+                    .err("E018", rule.name.span, message)
                     .with_label(format!("needs `{what}`"))
                     .with_help(help);
+                if what == "when" && !c.ladder.is_empty() {
+                    d = d.with_note(
+                        "`severity LEVEL when …` only picks the colour of an active alert; \
+                         the rule's own `when` goes on a line of its own",
+                    );
+                }
                 self.error(d);
             }
         }
 
-        let severity = severity.and_then(|c| match &c.kind {
-            ClauseKind::Severity(level) => self.severity(level),
+        let severity = c.severity.and_then(|c| match &c.kind {
+            ClauseKind::Severity { level, .. } => self.severity(level),
             _ => None,
         });
-        self.group_by = group_by.and_then(|c| match &c.kind {
+        self.group_by = c.group_by.and_then(|c| match &c.kind {
             ClauseKind::GroupBy(key) => self.group_key(key),
             _ => None,
         });
 
-        for (name, value) in lets {
+        for &(name, value) in &c.lets {
             let term = self.aggregate(value);
+            if name.name.starts_with('_') {
+                // The checker names its own hidden terms with a leading `_`.
+                let d = self
+                    .err(
+                        "E030",
+                        name.span,
+                        format!("`{}` starts with `_`, which is reserved", name.name),
+                    )
+                    .with_label("reserved name")
+                    .with_help(format!("call it `{}`", name.name.trim_start_matches('_')));
+                self.error(d);
+                continue;
+            }
             if let Some(&first) = self.by_name.get(&name.name) {
                 let first_span = self.terms[first].let_span.unwrap_or(name.span);
                 let d = self
@@ -281,15 +433,85 @@ impl<'a> RuleChecker<'a> {
                 }),
                 let_span: Some(name.span),
                 used: false,
+                hidden: false,
             });
         }
 
-        let when = when.and_then(|c| match &c.kind {
-            ClauseKind::When(e) => Some(e),
-            _ => None,
-        });
-        let condition = when.and_then(|e| self.condition(e));
-        let message = match message.map(|c| &c.kind) {
+        // The conditions, in the order written. Their inline aggregates are
+        // named first, so that any condition may use any of their names.
+        let is = |chosen: Option<&ast::Clause>, clause: &ast::Clause| {
+            chosen.is_some_and(|c| std::ptr::eq(c, clause))
+        };
+        let conditions: Vec<&ast::Clause> = rule
+            .clauses
+            .iter()
+            .filter(|clause| {
+                matches!(
+                    clause.kind,
+                    ClauseKind::Severity {
+                        condition: Some(_),
+                        ..
+                    }
+                ) || is(c.when, clause)
+                    || is(c.clear, clause)
+            })
+            .collect();
+        let mut inline = Vec::new();
+        for clause in &conditions {
+            match &clause.kind {
+                ClauseKind::Severity {
+                    condition: Some(e), ..
+                }
+                | ClauseKind::When { condition: e, .. }
+                | ClauseKind::Clear(e) => top_level_aggregates(e, &mut inline),
+                _ => {}
+            }
+        }
+        self.name_inline(&inline);
+
+        let mut condition = None;
+        let mut after = None;
+        let mut ladder = Some(Vec::new());
+        let mut clear = None;
+        for clause in &conditions {
+            match &clause.kind {
+                ClauseKind::When {
+                    condition: e,
+                    after: sequence,
+                } => {
+                    condition = self.condition(e, "`when`", "when water > 0.3");
+                    after = sequence.as_ref().map(|s| self.sequence(s));
+                }
+                ClauseKind::Severity {
+                    level,
+                    condition: Some(e),
+                } => {
+                    let level = self.severity(level);
+                    let e = self.condition(e, "`severity … when`", "severity red when water > 0.4");
+                    match (level, e, ladder.as_mut()) {
+                        (Some(level), Some(e), Some(ladder)) => ladder.push((level, e)),
+                        _ => ladder = None,
+                    }
+                }
+                ClauseKind::Clear(e) => {
+                    clear = Some(self.condition(e, "`clear when`", "clear when water < 0.08"))
+                }
+                _ => {}
+            }
+        }
+        let hold_ms = match c.hold.map(|c| &c.kind) {
+            Some(ClauseKind::Hold(d)) => self.hold(d),
+            _ => Some(0),
+        };
+        let inhibited_by = match c.inhibited_by.map(|c| &c.kind) {
+            Some(ClauseKind::InhibitedBy(names)) => self.inhibitors(&rule.name.name, names),
+            _ => Some(Vec::new()),
+        };
+        let labels = match c.labels.map(|c| &c.kind) {
+            Some(ClauseKind::Labels(labels)) => self.labels(labels),
+            _ => Some(Vec::new()),
+        };
+        let message = match c.message.map(|c| &c.kind) {
             Some(ClauseKind::Message(text)) => self.template(text),
             _ => Some(vec![TemplatePart::Text(rule.title.value.clone())]),
         };
@@ -322,9 +544,21 @@ impl<'a> RuleChecker<'a> {
             name: rule.name.name.clone(),
             title: rule.title.value.clone(),
             severity: severity?,
+            severity_ladder: ladder?,
             group_by: self.group_by?,
             terms: terms?,
             condition: condition?,
+            clear: match clear {
+                None => None,
+                Some(c) => Some(c?),
+            },
+            hold_ms: hold_ms?,
+            after: match after {
+                None => None,
+                Some(a) => Some(a?),
+            },
+            inhibited_by: inhibited_by?,
+            labels: labels?,
             message: message?,
             origin: format!(
                 "{name}:{}",
@@ -363,19 +597,27 @@ impl<'a> RuleChecker<'a> {
     }
 
     fn group_key(&mut self, key: &ast::Ident) -> Option<GroupBy> {
-        match key.name.as_str() {
-            "cell" => Some(GroupBy::Cell),
-            "district" => Some(GroupBy::District),
-            other => {
-                let d = self
-                    .err("E021", key.span, format!("unknown group key `{other}`"))
-                    .with_label("not a group key")
-                    .with_help_opt(suggest::help(other, ["cell", "district"]))
-                    .with_note("a rule groups by `cell` (a grid cell) or `district` (区)");
-                self.error(d);
-                None
-            }
+        if let Some(g) = GroupBy::from_name(&key.name) {
+            return Some(g);
         }
+        let other = key.name.as_str();
+        let alias = match other {
+            "road" | "segment_id" | "路段" => Some("segment"),
+            "sensor_id" | "station" => Some("sensor"),
+            "grid" | "网格" => Some("cell"),
+            "区" => Some("district"),
+            _ => None,
+        };
+        let help = alias
+            .map(|a| format!("did you mean `{a}`?"))
+            .or_else(|| suggest::help(other, GroupBy::ALL.map(GroupBy::name)));
+        let d = self
+            .err("E021", key.span, format!("unknown group key `{other}`"))
+            .with_label("not a group key")
+            .with_help_opt(help)
+            .with_note("a rule groups by `cell` (a grid cell), `district` (区), `segment` (a road segment) or `sensor` (one sensor)");
+        self.error(d);
+        None
     }
 
     // ---- aggregates ----
@@ -392,11 +634,13 @@ impl<'a> RuleChecker<'a> {
                 "maximum" => Some("max"),
                 "minimum" => Some("min"),
                 "cnt" => Some("count"),
+                "distinct" | "count_unique" | "unique" | "distinct_count" => Some("count_distinct"),
+                "latest" | "last_value" | "current" => Some("last"),
                 _ => None,
             };
             let help = alias
                 .map(|a| format!("did you mean `{a}`?"))
-                .or_else(|| suggest::help(name, ["count", "sum", "avg", "min", "max"]));
+                .or_else(|| suggest::help(name, AggFn::ALL.map(AggFn::name)));
             let d = self
                 .err(
                     "E024",
@@ -405,7 +649,7 @@ impl<'a> RuleChecker<'a> {
                 )
                 .with_label("not an aggregate")
                 .with_help_opt(help)
-                .with_note("the aggregates are count, sum, avg, min and max");
+                .with_note("the aggregates are count, count_distinct, sum, avg, min, max and last");
             self.error(d);
         }
         let window = self.window(&agg.window);
@@ -438,6 +682,15 @@ impl<'a> RuleChecker<'a> {
             (Some(_), None) => None,
             (None, _) => Some(None),
         };
+        if let (Some(group), Some(stream)) = (self.group_by, stream) {
+            if !groupable(group, stream) {
+                self.ungroupable(group, stream, agg.argument.span);
+            }
+        }
+        let rings = match &agg.rings {
+            None => Some(0),
+            Some(r) => self.rings(r),
+        };
         if self.errors > errors_before {
             return None;
         }
@@ -448,7 +701,72 @@ impl<'a> RuleChecker<'a> {
             value: value?,
             filter: filter?,
             window: window?,
+            rings: rings?,
+            hidden: false,
         })
+    }
+
+    /// E029: a term on a stream the group key cannot place.
+    fn ungroupable(&mut self, group: GroupBy, stream: StreamKind, span: Span) {
+        let help = match group {
+            GroupBy::Segment => "`group by segment` reads `traffic` and `incident` (incidents that carry a `segment_id`); group by `cell` or `district` to combine them with sensors".to_string(),
+            _ => format!("`group by sensor` reads only `sensor`; group by `cell` or `district` to combine sensors with `{stream}`"),
+        };
+        let d = self
+            .err(
+                "E029",
+                span,
+                format!("stream `{stream}` cannot be grouped by `{}`", group.name()),
+            )
+            .with_label(format!("reads `{stream}`"))
+            .with_help(help);
+        self.error(d);
+    }
+
+    /// `within N rings`: a whole number up to [`MAX_RINGS`], with `group by cell`.
+    fn rings(&mut self, r: &ast::Rings) -> Option<u32> {
+        let n = r.count;
+        if n.fract() != 0.0 || n < 0.0 {
+            let d = self
+                .err(
+                    "E004",
+                    r.number,
+                    format!("`{n}` is not a whole number of rings"),
+                )
+                .with_label("not a whole number")
+                .with_help("write `within 1 ring` or `within 2 rings`");
+            self.error(d);
+            return None;
+        }
+        if n > f64::from(MAX_RINGS) {
+            let d = self
+                .err(
+                    "E004",
+                    r.number,
+                    format!("`within {n} rings` reaches too far"),
+                )
+                .with_label("too many rings")
+                .with_help(format!(
+                    "a neighbourhood is at most {MAX_RINGS} rings of cells"
+                ));
+            self.error(d);
+            return None;
+        }
+        match self.group_by {
+            Some(GroupBy::Cell) | None => Some(n as u32),
+            Some(group) => {
+                let d = self
+                    .err(
+                        "E027",
+                        r.span,
+                        "`within … rings` needs `group by cell`".to_string(),
+                    )
+                    .with_label(format!("this rule groups by `{}`", group.name()))
+                    .with_help("rings are rings of grid cells around an alert's cell: group by `cell`, or remove `within …`");
+                self.error(d);
+                None
+            }
+        }
     }
 
     fn window(&mut self, w: &ast::WindowSpec) -> Option<Window> {
@@ -537,6 +855,19 @@ impl<'a> RuleChecker<'a> {
         let fname = agg.function.name.as_str();
         if let ExprKind::Name(name) = &agg.argument.kind {
             if let Some(stream) = StreamKind::from_name(&name.name) {
+                if function == Some(AggFn::CountDistinct) {
+                    let example = match stream {
+                        StreamKind::Incident => "incident.kind",
+                        StreamKind::Traffic => "traffic.segment_id",
+                        StreamKind::Sensor => "sensor.sensor_id",
+                    };
+                    let d = self
+                        .err("E013", name.span, "`count_distinct` needs a value, not a whole stream")
+                        .with_label("a stream")
+                        .with_help(format!("count the distinct values of a field, like `count_distinct({example})`, or count events with `count({stream})`"));
+                    self.error(d);
+                    return (Some(stream), None);
+                }
                 let example = if stream == StreamKind::Incident {
                     "incident.severity".to_string()
                 } else {
@@ -564,7 +895,7 @@ impl<'a> RuleChecker<'a> {
         let Some((value, ty)) = checked else {
             return (stream, None);
         };
-        if ty != Type::Number && function.is_some() {
+        if ty != Type::Number && function.is_some_and(AggFn::needs_number) {
             let d = self
                 .err(
                     "E013",
@@ -641,11 +972,9 @@ impl<'a> RuleChecker<'a> {
 
     // ---- the condition ----
 
-    fn condition(&mut self, when: &ast::Expr) -> Option<Expr> {
-        // Name the inline aggregates first, in order of appearance, so that
-        // `when` may refer to one by its name anywhere.
-        let mut inline = Vec::new();
-        top_level_aggregates(when, &mut inline);
+    /// Names the inline aggregates of the conditions, in order of
+    /// appearance, and checks them.
+    fn name_inline(&mut self, inline: &[&Aggregate]) {
         for agg in inline {
             let term = self.aggregate(agg);
             let name = self.fresh_name(&inline_base_name(agg));
@@ -660,22 +989,258 @@ impl<'a> RuleChecker<'a> {
                 name,
                 let_span: None,
                 used: false,
+                hidden: false,
             });
         }
-        let (condition, ty) = self.expr(when, &mut Ctx::Condition)?;
+    }
+
+    /// A condition (`what` names its clause for messages, `example` shows
+    /// one).
+    fn condition(&mut self, e: &ast::Expr, what: &str, example: &str) -> Option<Expr> {
+        let (condition, ty) = self.expr(e, &mut Ctx::Condition)?;
         if ty != Type::Bool {
             let d = self
                 .err(
                     "E012",
-                    when.span,
-                    "`when` needs a condition (true or false)",
+                    e.span,
+                    format!("{what} needs a condition (true or false)"),
                 )
                 .with_label(format!("this is {}", a_type(ty)))
-                .with_help("compare it, like `when water > 0.3`");
+                .with_help(format!("compare it, like `{example}`"));
             self.error(d);
             return None;
         }
         Some(condition)
+    }
+
+    /// Adds a hidden term; returns its index.
+    fn hidden(&mut self, name: String, term: Term) -> usize {
+        let index = self.terms.len();
+        self.terms.push(TermSlot {
+            name: name.clone(),
+            term: Some(Term {
+                name,
+                hidden: true,
+                ..term
+            }),
+            let_span: None,
+            used: true,
+            hidden: true,
+        });
+        index
+    }
+
+    /// `after STREAM [where FILTER] within T`: the hidden `_after` count.
+    fn sequence(&mut self, seq: &ast::Sequence) -> Option<usize> {
+        let count = hidden_count(&seq.stream, &seq.filter, &seq.within, seq.span);
+        let term = self.aggregate(&count)?;
+        Some(self.hidden("_after".into(), term))
+    }
+
+    /// `absent(STREAM [where FILTER]) over T`: two hidden counts, over T
+    /// and over a day, and `recent == 0 and seen >= 1`.
+    fn absence(&mut self, absence: &ast::Absence) -> Option<(Expr, Type)> {
+        let count = hidden_count(
+            &absence.stream,
+            &absence.filter,
+            &absence.window,
+            absence.span,
+        );
+        let term = self.aggregate(&count)?;
+        if term.window.length() >= ABSENCE_SEEN_MS {
+            let d = self
+                .err(
+                    "E004",
+                    absence.window.span,
+                    format!(
+                        "`absent(…) over {}` can never be true",
+                        format_duration(term.window.length())
+                    ),
+                )
+                .with_label("a day or longer")
+                .with_help(format!(
+                    "absence is judged for keys seen within the last `{}`; use a shorter window",
+                    format_duration(ABSENCE_SEEN_MS)
+                ));
+            self.error(d);
+            return None;
+        }
+        self.absences += 1;
+        let n = self.absences;
+        let seen = Term {
+            window: Window::Sliding(ABSENCE_SEEN_MS),
+            ..term.clone()
+        };
+        let recent = self.hidden(format!("_absent_{n}_recent"), term);
+        let seen = self.hidden(format!("_absent_{n}_seen"), seen);
+        let number = |x: f64| Box::new(Expr::Literal(Literal::Number(x)));
+        Some((
+            Expr::And(
+                Box::new(Expr::Compare(
+                    CmpOp::Eq,
+                    Box::new(Expr::Term(recent)),
+                    number(0.0),
+                )),
+                Box::new(Expr::Compare(
+                    CmpOp::Ge,
+                    Box::new(Expr::Term(seen)),
+                    number(1.0),
+                )),
+            ),
+            Type::Bool,
+        ))
+    }
+
+    /// `for D`: longer than zero and than the resolution.
+    fn hold(&mut self, d: &ast::DurationLit) -> Option<u64> {
+        // A malformed duration has been reported by the lexer.
+        let ms = d.length?;
+        let min = self.opts.min_window_ms;
+        let problem = if ms == 0 {
+            Some((
+                "E014",
+                "a hold duration must be longer than zero".to_string(),
+                "zero",
+                format!(
+                    "remove `for`, or hold for at least `{}`",
+                    format_duration(min.max(1))
+                ),
+            ))
+        } else if ms < min {
+            Some((
+                "E014",
+                format!(
+                    "hold `{}` is shorter than the time resolution `{}`",
+                    format_duration(ms),
+                    format_duration(min)
+                ),
+                "too short",
+                format!("hold for at least `{}`", format_duration(min)),
+            ))
+        } else if ms > MAX_WINDOW_MS {
+            Some((
+                "E004",
+                format!("hold `{}` is too long", format_duration(ms)),
+                "too long",
+                format!("holds are at most `{}`", format_duration(MAX_WINDOW_MS)),
+            ))
+        } else {
+            None
+        };
+        match problem {
+            None => Some(ms),
+            Some((code, message, label, help)) => {
+                let d = self
+                    .err(code, d.span, message)
+                    .with_label(label)
+                    .with_help(help);
+                self.error(d);
+                None
+            }
+        }
+    }
+
+    /// `inhibited by NAME, …`: other rules compiled together with this one.
+    fn inhibitors(&mut self, this: &str, names: &[ast::Ident]) -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for name in names {
+            let n = name.name.as_str();
+            if n == this {
+                let d = self
+                    .err(
+                        "E028",
+                        name.span,
+                        format!("rule `{n}` cannot inhibit itself"),
+                    )
+                    .with_label("this rule")
+                    .with_help("name the other rules whose active alerts should suppress this one");
+                self.error(d);
+                ok = false;
+                continue;
+            }
+            let Some(&group) = self.rules.get(n) else {
+                let mut known: Vec<&str> = self
+                    .rules
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|r| *r != this)
+                    .collect();
+                known.sort_unstable();
+                let d = self
+                    .err(
+                        "E028",
+                        name.span,
+                        format!("unknown rule `{n}` in `inhibited by`"),
+                    )
+                    .with_label("no rule of this name")
+                    .with_help_opt(suggest::help(n, known.iter().copied()))
+                    .with_note(
+                        "`inhibited by` names rules checked together with this one, in any file",
+                    );
+                self.error(d);
+                ok = false;
+                continue;
+            };
+            if let Some(first) = names.iter().find(|other| other.name == n) {
+                if !std::ptr::eq(first, name) {
+                    let d = self
+                        .err(
+                            "E019",
+                            name.span,
+                            format!("`{n}` is named twice in `inhibited by`"),
+                        )
+                        .with_label("named again here")
+                        .with_help("name each rule once")
+                        .with_note(format!("first named at {}", self.place(first.span)));
+                    self.error(d);
+                    ok = false;
+                    continue;
+                }
+            }
+            if let (Some(other), Some(ours)) = (group, self.group_by) {
+                if !can_inhibit(other, ours) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            "W002",
+                            self.file,
+                            name.span,
+                            format!("`{n}` can never inhibit this rule"),
+                        )
+                        .with_label(format!("groups by `{}`", other.name()))
+                        .with_help(format!(
+                            "an alert is inhibited by the other rule's alert on the same key, or, for a cell, on the district containing it; this rule groups by `{}`",
+                            ours.name()
+                        )),
+                    );
+                }
+            }
+            out.push(n.to_string());
+        }
+        ok.then_some(out)
+    }
+
+    /// `labels { key: "value", … }`, each key once.
+    fn labels(&mut self, labels: &[ast::Label]) -> Option<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut first: HashMap<&str, Span> = HashMap::new();
+        let mut ok = true;
+        for label in labels {
+            let key = label.key.name.as_str();
+            if let Some(&at) = first.get(key) {
+                let d = self
+                    .err("E019", label.key.span, format!("label `{key}` given twice"))
+                    .with_label(format!("second `{key}`"))
+                    .with_help("give each label once")
+                    .with_note(format!("first given at {}", self.place(at)));
+                self.error(d);
+                ok = false;
+                continue;
+            }
+            first.insert(key, label.key.span);
+            out.push((key.to_string(), label.value.value.clone()));
+        }
+        ok.then_some(out)
     }
 
     /// `base`, or `base_2`, `base_3`, … if taken.
@@ -701,6 +1266,17 @@ impl<'a> RuleChecker<'a> {
             )),
             ExprKind::Name(name) => self.name(name, ctx),
             ExprKind::Field { stream, field } => self.qualified_field(e.span, stream, field, ctx),
+            ExprKind::Absent(absence) => match ctx {
+                Ctx::Condition => self.absence(absence),
+                Ctx::Value { .. } | Ctx::Filter { .. } => {
+                    let d = self
+                        .err("E023", absence.span, "`absent(…)` can only be used in a condition")
+                        .with_label("not in a condition")
+                        .with_help("write it in `when`, `severity … when` or `clear when`, like `when absent(sensor where kind == \"water_level\") over 30m`");
+                    self.error(d);
+                    None
+                }
+            },
             ExprKind::Aggregate(agg) => match ctx {
                 Ctx::Condition => {
                     let index = *self.inline.get(&agg.span.start)?;
@@ -881,7 +1457,12 @@ impl<'a> RuleChecker<'a> {
                     }
                     return Some((Expr::Term(index), Type::Number));
                 }
-                let candidates: Vec<&str> = self.terms.iter().map(|t| t.name.as_str()).collect();
+                let candidates: Vec<&str> = self
+                    .terms
+                    .iter()
+                    .filter(|t| !t.hidden)
+                    .map(|t| t.name.as_str())
+                    .collect();
                 let n = name.name.as_str();
                 let help = suggest::help(n, candidates.iter().copied())
                     .or_else(|| bare_name_help(n, true));
@@ -1115,20 +1696,35 @@ impl<'a> RuleChecker<'a> {
             return Some(TemplateVar::Term(index));
         }
         let key = self.group_by;
-        match (name, key) {
-            ("cell", Some(GroupBy::Cell) | None)
-            | ("district", Some(GroupBy::District) | None)
-            | ("key", _) => return Some(TemplateVar::Key),
-            ("district_name", _) => return Some(TemplateVar::DistrictName),
-            ("rule", _) => return Some(TemplateVar::Rule),
-            ("title", _) => return Some(TemplateVar::Title),
-            ("severity", _) => return Some(TemplateVar::Severity),
+        let own_key = |g: GroupBy| key.is_none_or(|k| k == g);
+        match name {
+            "cell" if own_key(GroupBy::Cell) => return Some(TemplateVar::Key),
+            "district" if own_key(GroupBy::District) => return Some(TemplateVar::Key),
+            "segment" if own_key(GroupBy::Segment) => return Some(TemplateVar::Key),
+            "sensor" if own_key(GroupBy::Sensor) => return Some(TemplateVar::Key),
+            "key" => return Some(TemplateVar::Key),
+            "district_name" => return Some(TemplateVar::DistrictName),
+            "rule" => return Some(TemplateVar::Rule),
+            "title" => return Some(TemplateVar::Title),
+            "severity" => return Some(TemplateVar::Severity),
             _ => {}
         }
         let key_name = key.map_or("cell", GroupBy::name);
-        let mut available: Vec<&str> = self.terms.iter().map(|t| t.name.as_str()).collect();
-        available.extend([key_name, "district_name", "rule", "title", "severity"]);
-        let d = if matches!(name, "cell" | "district") {
+        let mut available: Vec<&str> = self
+            .terms
+            .iter()
+            .filter(|t| !t.hidden)
+            .map(|t| t.name.as_str())
+            .collect();
+        available.extend([
+            key_name,
+            "key",
+            "district_name",
+            "rule",
+            "title",
+            "severity",
+        ]);
+        let d = if GroupBy::from_name(name).is_some() {
             self.err(
                 "E022",
                 span,
@@ -1158,7 +1754,8 @@ impl<'a> RuleChecker<'a> {
     }
 }
 
-/// Aggregates in `when` that are not inside another aggregate, in source order.
+/// Aggregates in a condition that are not inside another aggregate, in
+/// source order.
 fn top_level_aggregates<'e>(e: &'e ast::Expr, out: &mut Vec<&'e Aggregate>) {
     match &e.kind {
         ExprKind::Aggregate(a) => out.push(a),
@@ -1167,6 +1764,9 @@ fn top_level_aggregates<'e>(e: &'e ast::Expr, out: &mut Vec<&'e Aggregate>) {
         | ExprKind::Bool(_)
         | ExprKind::Name(_)
         | ExprKind::Field { .. } => {}
+        // An absence's filter is about single events; an aggregate there
+        // is reported when the filter is checked.
+        ExprKind::Absent(_) => {}
         ExprKind::Neg(x) | ExprKind::Not(x) | ExprKind::In(x, _) => top_level_aggregates(x, out),
         ExprKind::Arith(_, a, b)
         | ExprKind::Compare(_, a, b)

@@ -36,6 +36,8 @@ pub struct Incident {
     pub incident_id: Box<str>,
     pub kind: Sym,
     pub severity: Option<u8>,
+    /// The road segment the incident is on, if the reporter knows it.
+    pub segment_id: Option<SmallStr>,
     /// Free text; may hold personal data and is never used by rules.
     pub description: Option<Box<str>>,
 }
@@ -95,6 +97,9 @@ impl Event {
         match (&self.body, field) {
             (Body::Incident(i), Field::IncidentId) => Text(&i.incident_id),
             (Body::Incident(i), Field::IncidentKind) => Sym(i.kind),
+            (Body::Incident(i), Field::IncidentSegmentId) => {
+                i.segment_id.as_ref().map_or(Missing, |s| Text(s))
+            }
             (Body::Incident(i), Field::IncidentSeverity) => {
                 i.severity.map_or(Missing, |s| Number(f64::from(s)))
             }
@@ -132,6 +137,9 @@ impl Event {
                 s(out, "kind", i.kind.as_str());
                 if let Some(sev) = i.severity {
                     let _ = write!(out, ",\"severity\":{sev}");
+                }
+                if let Some(seg) = &i.segment_id {
+                    s(out, "segment_id", seg);
                 }
                 if let Some(d) = &i.description {
                     s(out, "description", d);
@@ -667,6 +675,10 @@ fn validate(raw: RawEvent, ctx: &ParseContext) -> Result<Event, LineError> {
                     ));
                 }
             }
+            let segment_id = match &raw.segment_id {
+                None | Some(Scalar::Null) => None,
+                Some(v) => Some(c.id("segment_id", v)?),
+            };
             let description = match &raw.description {
                 None | Some(Scalar::Null) => None,
                 Some(Scalar::Str(s)) => Some(truncate(s, MAX_DESCRIPTION_LEN).into()),
@@ -690,6 +702,7 @@ fn validate(raw: RawEvent, ctx: &ParseContext) -> Result<Event, LineError> {
                     incident_id: incident_id.into(),
                     kind,
                     severity: severity.map(|s| s as u8),
+                    segment_id,
                     description,
                 }),
                 location,

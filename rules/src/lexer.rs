@@ -14,7 +14,8 @@ use crate::span::Span;
 use crate::time::parse_duration;
 use std::fmt;
 
-/// Reserved words (`docs/rules.md`, "Grammar").
+/// Reserved words (`docs/rules.md`, "Grammar"). A field spelled like one is
+/// still readable after its stream (`incident.severity`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Keyword {
     Rule,
@@ -33,10 +34,19 @@ pub enum Keyword {
     In,
     True,
     False,
+    For,
+    Clear,
+    After,
+    Within,
+    Absent,
+    Labels,
+    Inhibited,
+    Ring,
+    Rings,
 }
 
 impl Keyword {
-    pub const ALL: [Keyword; 16] = [
+    pub const ALL: [Keyword; 25] = [
         Keyword::Rule,
         Keyword::Severity,
         Keyword::Group,
@@ -53,6 +63,15 @@ impl Keyword {
         Keyword::In,
         Keyword::True,
         Keyword::False,
+        Keyword::For,
+        Keyword::Clear,
+        Keyword::After,
+        Keyword::Within,
+        Keyword::Absent,
+        Keyword::Labels,
+        Keyword::Inhibited,
+        Keyword::Ring,
+        Keyword::Rings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +92,15 @@ impl Keyword {
             Keyword::In => "in",
             Keyword::True => "true",
             Keyword::False => "false",
+            Keyword::For => "for",
+            Keyword::Clear => "clear",
+            Keyword::After => "after",
+            Keyword::Within => "within",
+            Keyword::Absent => "absent",
+            Keyword::Labels => "labels",
+            Keyword::Inhibited => "inhibited",
+            Keyword::Ring => "ring",
+            Keyword::Rings => "rings",
         }
     }
 
@@ -98,6 +126,7 @@ pub enum TokenKind {
     LBracket,
     RBracket,
     Comma,
+    Colon,
     Dot,
     Assign,
     EqEq,
@@ -130,6 +159,7 @@ impl fmt::Display for TokenKind {
             TokenKind::LBracket => punct(f, "["),
             TokenKind::RBracket => punct(f, "]"),
             TokenKind::Comma => punct(f, ","),
+            TokenKind::Colon => punct(f, ":"),
             TokenKind::Dot => punct(f, "."),
             TokenKind::Assign => punct(f, "="),
             TokenKind::EqEq => punct(f, "=="),
@@ -538,6 +568,7 @@ impl Lexer<'_, '_> {
             ('[', _) => (Some(TokenKind::LBracket), 1),
             (']', _) => (Some(TokenKind::RBracket), 1),
             (',', _) => (Some(TokenKind::Comma), 1),
+            (':', _) => (Some(TokenKind::Colon), 1),
             ('.', _) => (Some(TokenKind::Dot), 1),
             ('+', _) => (Some(TokenKind::Plus), 1),
             ('-', _) => (Some(TokenKind::Minus), 1),
@@ -619,6 +650,7 @@ fn likely_meant(c: char, next: Option<char>) -> Option<Guess> {
         ('＊', _) => full_width("*", Some(TokenKind::Star)),
         ('／', _) => full_width("/", Some(TokenKind::Slash)),
         ('．', _) => full_width(".", Some(TokenKind::Dot)),
+        ('：', _) => full_width(":", Some(TokenKind::Colon)),
         ('“' | '”' | '＂', _) => full_width("\"", None),
         ('、', _) => full_width(",", None),
         ('＃', _) => full_width("#", None),

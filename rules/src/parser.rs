@@ -12,14 +12,25 @@
 //! | 6 | `*` `/` |
 //! | 7 | prefix `-` |
 //!
+//! Clauses need no separator, and three places need care:
+//!
+//! * `severity LEVEL when …` is a ladder entry only when `when` is on the
+//!   line of `LEVEL`; a `when` starting a line is the rule's condition
+//!   (`severity red` followed by `when x > 1` on the next line).
+//! * `when … after STREAM [where …] within DURATION`: `after` and `within`
+//!   are reserved words, so they end the expression before them.
+//! * `within` after an aggregate's window is a neighbourhood (`within 1
+//!   ring`) unless a duration follows it, in which case it belongs to the
+//!   enclosing sequence (`after incident where … over 1m within 15m`).
+//!
 //! On a syntax error (E001) the rule is abandoned: the parser records the
 //! diagnostic and skips to the rule's closing brace or the next `rule`
 //! keyword, so one broken rule does not hide the problems of the next.
 //! Nesting is bounded, so hostile input cannot overflow the stack.
 
 use crate::ast::{
-    Aggregate, Clause, ClauseKind, Expr, ExprKind, File, Ident, ListItem, ListValue, Rule, StrLit,
-    WindowSpec,
+    Absence, Aggregate, Clause, ClauseKind, DurationLit, Expr, ExprKind, File, Ident, Label,
+    ListItem, ListValue, Rings, Rule, Sequence, StrLit, WindowSpec,
 };
 use crate::diag::Diagnostic;
 use crate::lexer::{tokenize, Keyword, Token, TokenKind};
@@ -141,14 +152,28 @@ impl Parser<'_> {
 
     fn file(&mut self) -> File {
         let mut rules = Vec::new();
+        let mut abandoned = Vec::new();
         loop {
             match &self.peek().kind {
                 TokenKind::Eof => break,
                 TokenKind::Keyword(Keyword::Rule) => {
                     let start = self.pos;
+                    let name = match self.tokens.get(start + 1) {
+                        Some(Token {
+                            kind: TokenKind::Name(name),
+                            span,
+                        }) => Some(Ident {
+                            name: name.clone(),
+                            span: *span,
+                        }),
+                        _ => None,
+                    };
                     match self.rule() {
                         Ok(rule) => rules.push(rule),
-                        Err(Reported) => self.recover(start),
+                        Err(Reported) => {
+                            abandoned.extend(name);
+                            self.recover(start);
+                        }
                     }
                 }
                 _ => {
@@ -163,7 +188,7 @@ impl Parser<'_> {
                 }
             }
         }
-        File { rules }
+        File { rules, abandoned }
     }
 
     /// After an error inside the rule starting at token `start`: continue
@@ -236,14 +261,26 @@ impl Parser<'_> {
                         "a severity",
                         Some("the severities are blue, yellow, orange and red"),
                     )?;
-                    ClauseKind::Severity(level)
+                    // `severity red when …` is a ladder entry only when
+                    // `when` follows on the same line; a `when` on a line of
+                    // its own is the rule's condition.
+                    let condition = if self.at_keyword(Keyword::When)
+                        && !self.line_break_between(level.span.end, self.peek().span.start)
+                    {
+                        self.bump();
+                        Some(self.expr(0, 0)?.0)
+                    } else {
+                        None
+                    };
+                    ClauseKind::Severity { level, condition }
                 }
                 TokenKind::Keyword(Keyword::Group) => {
                     self.bump();
                     self.expect(TokenKind::Keyword(Keyword::By), "`by` after `group`")?;
-                    ClauseKind::GroupBy(
-                        self.ident("a group key", Some("rules group by `cell` or `district`"))?,
-                    )
+                    ClauseKind::GroupBy(self.ident(
+                        "a group key",
+                        Some("rules group by `cell`, `district`, `segment` or `sensor`"),
+                    )?)
                 }
                 TokenKind::Keyword(Keyword::Let) => {
                     self.bump();
@@ -254,7 +291,42 @@ impl Parser<'_> {
                 }
                 TokenKind::Keyword(Keyword::When) => {
                     self.bump();
-                    ClauseKind::When(self.expr(0, 0)?.0)
+                    let condition = self.expr(0, 0)?.0;
+                    let after = if self.at_keyword(Keyword::After) {
+                        Some(self.sequence()?)
+                    } else {
+                        None
+                    };
+                    ClauseKind::When { condition, after }
+                }
+                TokenKind::Keyword(Keyword::Clear) => {
+                    self.bump();
+                    if !self.at_keyword(Keyword::When) {
+                        let help = "write `clear when CONDITION`: once raised, the alert stays until it holds";
+                        return Err(self.expected("`when` after `clear`", Some(help.into())));
+                    }
+                    self.bump();
+                    ClauseKind::Clear(self.expr(0, 0)?.0)
+                }
+                TokenKind::Keyword(Keyword::For) => {
+                    self.bump();
+                    let help = "`for` says how long the condition must hold, like `for 1m`";
+                    ClauseKind::Hold(self.duration("a duration like `1m`", help)?)
+                }
+                TokenKind::Keyword(Keyword::Inhibited) => {
+                    self.bump();
+                    self.expect(TokenKind::Keyword(Keyword::By), "`by` after `inhibited`")?;
+                    let help = "name the rules whose alerts suppress this one: `inhibited by underpass_flooding`";
+                    let mut names = vec![self.ident("a rule name", Some(help))?];
+                    while self.at(&TokenKind::Comma) {
+                        self.bump();
+                        names.push(self.ident("a rule name", Some(help))?);
+                    }
+                    ClauseKind::InhibitedBy(names)
+                }
+                TokenKind::Keyword(Keyword::Labels) => {
+                    self.bump();
+                    ClauseKind::Labels(self.labels()?)
                 }
                 TokenKind::Keyword(Keyword::Message) => {
                     self.bump();
@@ -275,8 +347,17 @@ impl Parser<'_> {
                     }
                     return Err(Reported);
                 }
+                TokenKind::Keyword(Keyword::After) => {
+                    let help =
+                        "`after STREAM … within DURATION` can only end the rule's `when` condition";
+                    return Err(self.expected("a clause or `}`", Some(help.into())));
+                }
+                TokenKind::Keyword(Keyword::Within) => {
+                    let help = "`within N rings` follows an aggregate's window, and `within DURATION` ends `after STREAM …`";
+                    return Err(self.expected("a clause or `}`", Some(help.into())));
+                }
                 _ => {
-                    let help = "clauses are `severity`, `group by`, `let`, `when` and `message`; `}` ends the rule";
+                    let help = "clauses are `severity`, `group by`, `let`, `when`, `clear when`, `for`, `inhibited by`, `labels` and `message`; `}` ends the rule";
                     return Err(self.expected("a clause or `}`", Some(help.into())));
                 }
             };
@@ -308,11 +389,115 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the text between two offsets has a line break.
+    fn line_break_between(&self, from: u32, to: u32) -> bool {
+        self.text
+            .get(from as usize..to as usize)
+            .is_some_and(|between| between.contains('\n'))
+    }
+
+    /// A duration token (`10m`); a bare number is reported as a duration
+    /// without a unit (E004) and parsing goes on.
+    fn duration(&mut self, what: &str, help: &str) -> PResult<DurationLit> {
+        let token = self.peek().clone();
+        let length = match token.kind {
+            TokenKind::Duration(ms) => ms,
+            TokenKind::Number(_) => {
+                // `over 10`: the shape is right, only the unit is missing;
+                // report it as a bad duration and keep checking the rule.
+                let text = self.text.get(token.span.range()).unwrap_or("");
+                let why = parse_duration(text)
+                    .err()
+                    .unwrap_or_else(|| "invalid duration".into());
+                self.diags.push(
+                    Diagnostic::error("E004", self.file, token.span, why)
+                        .with_label("no unit")
+                        .with_help(format!("write the unit, like `{text}m` for {text} minutes")),
+                );
+                None
+            }
+            _ => return Err(self.expected(what, Some(help.into()))),
+        };
+        self.bump();
+        Ok(DurationLit {
+            length,
+            span: token.span,
+        })
+    }
+
+    /// `after STREAM [where FILTER] within DURATION`, at `after`.
+    fn sequence(&mut self) -> PResult<Sequence> {
+        let start = self.bump().span;
+        let help = "a sequence names the earlier event's stream: `after incident where kind == \"flood\" within 15m`";
+        let stream = self.ident("a stream after `after`", Some(help))?;
+        let filter = if self.at_keyword(Keyword::Where) {
+            self.bump();
+            Some(Box::new(self.expr(0, 0)?.0))
+        } else {
+            None
+        };
+        if !self.at_keyword(Keyword::Within) {
+            let help = "say how recent the earlier event must be, like `within 15m`";
+            return Err(self.expected("`within`", Some(help.into())));
+        }
+        self.bump();
+        let within = self.duration(
+            "a duration like `15m`",
+            "`within` takes how long ago the earlier event may be, like `within 15m`",
+        )?;
+        Ok(Sequence {
+            span: start.to(within.span),
+            stream,
+            filter,
+            within,
+        })
+    }
+
+    /// `{ key: "value", … }` after `labels`.
+    fn labels(&mut self) -> PResult<Vec<Label>> {
+        let help = "labels are written `labels { team: \"防汛\", area: \"东城\" }`";
+        if !self.at(&TokenKind::LBrace) {
+            return Err(self.expected("`{` after `labels`", Some(help.into())));
+        }
+        self.bump();
+        let mut labels = Vec::new();
+        loop {
+            if self.at(&TokenKind::RBrace) {
+                self.bump();
+                return Ok(labels);
+            }
+            let key = self.ident("a label name", Some(help))?;
+            if !self.at(&TokenKind::Colon) {
+                return Err(self.expected("`:` after the label name", Some(help.into())));
+            }
+            self.bump();
+            let value = match self.peek().kind.clone() {
+                TokenKind::String(value) => {
+                    let span = self.bump().span;
+                    StrLit { value, span }
+                }
+                _ => return Err(self.expected("the label's value in quotes", Some(help.into()))),
+            };
+            labels.push(Label { key, value });
+            match self.peek().kind {
+                TokenKind::Comma => {
+                    self.bump();
+                }
+                TokenKind::RBrace => {}
+                _ => return Err(self.expected("`,` or `}`", Some(help.into()))),
+            }
+        }
+    }
+
     fn let_value(&mut self) -> PResult<Aggregate> {
         match (self.peek().kind.clone(), self.peek_kind_at(1)) {
             (TokenKind::Name(name), TokenKind::LParen) => {
                 let span = self.bump().span;
                 Ok(self.aggregate(Ident { name, span }, 0)?.0)
+            }
+            (TokenKind::Keyword(Keyword::Absent), _) => {
+                let help = "`absent(…)` is a condition, not a value: write it in `when`";
+                Err(self.expected("an aggregate", Some(help.into())))
             }
             _ => {
                 let help = "`let` names a windowed aggregate, like `let water = max(sensor.value) over 10m`";
@@ -533,6 +718,17 @@ impl Parser<'_> {
                 self.expect(TokenKind::RParen, "`)`")?;
                 Ok((inner, depth))
             }
+            TokenKind::Keyword(Keyword::Absent) => {
+                let (absence, depth) = self.absence(nesting)?;
+                let span = absence.span;
+                Ok((
+                    Expr {
+                        kind: ExprKind::Absent(Box::new(absence)),
+                        span,
+                    },
+                    depth,
+                ))
+            }
             TokenKind::Keyword(Keyword::Severity) => {
                 let help = "`severity` is a reserved word; write the incident field as `incident.severity`";
                 Err(self.expected("a value", Some(help.into())))
@@ -599,39 +795,95 @@ impl Parser<'_> {
         if tumbling {
             self.bump();
         }
-        let token = self.peek().clone();
-        let length = match token.kind {
-            TokenKind::Duration(ms) => ms,
-            TokenKind::Number(_) => {
-                // `over 10`: the shape is right, only the unit is missing;
-                // report it as a bad duration and keep checking the rule.
-                let text = self.text.get(token.span.range()).unwrap_or("");
-                let why = parse_duration(text)
-                    .err()
-                    .unwrap_or_else(|| "invalid duration".into());
-                self.diags.push(
-                    Diagnostic::error("E004", self.file, token.span, why)
-                        .with_label("no unit")
-                        .with_help(format!("write the unit, like `{text}m` for {text} minutes")),
-                );
-                None
-            }
-            _ => return Err(self.expected("a window length like `10m`", None)),
-        };
-        self.bump();
+        let length = self.duration(
+            "a window length like `10m`",
+            "an aggregate needs a window, like `over 10m` or `over tumbling 5m`",
+        )?;
         let window = WindowSpec {
             tumbling,
-            length,
-            span: token.span,
+            length: length.length,
+            span: length.span,
         };
-        let span = function.span.to(token.span);
+        // `within N rings`; `within DURATION` belongs to a sequence.
+        let rings = if self.at_keyword(Keyword::Within)
+            && !matches!(self.peek_kind_at(1), TokenKind::Duration(_))
+        {
+            Some(self.rings()?)
+        } else {
+            None
+        };
+        let span = function
+            .span
+            .to(rings.as_ref().map_or(window.span, |r| r.span));
         Ok((
             Aggregate {
                 function,
                 argument: Box::new(argument),
                 filter,
                 window,
+                rings,
                 span,
+            },
+            depth + 1,
+        ))
+    }
+
+    /// `within N ring(s)`, at `within`.
+    fn rings(&mut self) -> PResult<Rings> {
+        let start = self.bump().span;
+        let help = "a neighbourhood is written `within 1 ring` or `within 2 rings`";
+        let token = self.peek().clone();
+        let TokenKind::Number(count) = token.kind else {
+            return Err(self.expected("the number of rings", Some(help.into())));
+        };
+        self.bump();
+        if !matches!(
+            self.peek().kind,
+            TokenKind::Keyword(Keyword::Ring | Keyword::Rings)
+        ) {
+            return Err(self.expected("`ring` or `rings`", Some(help.into())));
+        }
+        let end = self.bump().span;
+        Ok(Rings {
+            count,
+            number: token.span,
+            span: start.to(end),
+        })
+    }
+
+    /// `absent(STREAM [where FILTER]) over DURATION`, at `absent`; with
+    /// its tree depth.
+    fn absence(&mut self, nesting: u32) -> PResult<(Absence, u32)> {
+        let start = self.bump().span;
+        let help = "absence is written `absent(sensor where kind == \"water_level\") over 30m`";
+        if !self.at(&TokenKind::LParen) {
+            return Err(self.expected("`(` after `absent`", Some(help.into())));
+        }
+        self.bump();
+        let stream = self.ident("a stream", Some(help))?;
+        let (filter, depth) = if self.at_keyword(Keyword::Where) {
+            self.bump();
+            let (filter, depth) = self.expr(0, nesting + 1)?;
+            (Some(Box::new(filter)), depth)
+        } else {
+            (None, 0)
+        };
+        self.expect(TokenKind::RParen, "`)` to close `absent(`")?;
+        if !self.at_keyword(Keyword::Over) {
+            return Err(self.expected("`over` after `absent(…)`", Some(help.into())));
+        }
+        self.bump();
+        if self.at_keyword(Keyword::Tumbling) {
+            let help = "absence is judged over a sliding window: `over 30m`";
+            return Err(self.expected("a duration", Some(help.into())));
+        }
+        let window = self.duration("a duration like `30m`", help)?;
+        Ok((
+            Absence {
+                span: start.to(window.span),
+                stream,
+                filter,
+                window,
             },
             depth + 1,
         ))
@@ -695,7 +947,7 @@ mod tests {
     fn when_of(text: &str) -> Expr {
         let file = parse_ok(&format!("rule r \"t\" {{ when {text} }}"));
         match &file.rules[0].clauses[0].kind {
-            ClauseKind::When(e) => e.clone(),
+            ClauseKind::When { condition, .. } => condition.clone(),
             other => panic!("{other:?}"),
         }
     }
@@ -709,6 +961,7 @@ mod tests {
             ExprKind::Name(n) => n.name.clone(),
             ExprKind::Field { stream, field } => format!("{}.{}", stream.name, field.name),
             ExprKind::Aggregate(a) => format!("{}({})", a.function.name, sexp(&a.argument)),
+            ExprKind::Absent(a) => format!("absent({})", a.stream.name),
             ExprKind::Neg(x) => format!("(- {})", sexp(x)),
             ExprKind::Not(x) => format!("(not {})", sexp(x)),
             ExprKind::Arith(op, a, b) => format!("({op:?} {} {})", sexp(a), sexp(b)),
@@ -781,6 +1034,68 @@ mod tests {
         assert_eq!(diags[0].message, "expression is nested too deeply");
         let negs = format!("rule r \"t\" {{ when {}x }}", "- ".repeat(10_000));
         assert!(!parse(&negs, 0).1.is_empty());
+    }
+
+    #[test]
+    fn ladder_when_only_on_the_same_line() {
+        let file =
+            parse_ok("rule r \"t\" {\n severity red when a > 1\n severity blue\n when a > 0\n}");
+        let kinds: Vec<bool> = file.rules[0]
+            .clauses
+            .iter()
+            .map(|c| {
+                matches!(
+                    c.kind,
+                    ClauseKind::Severity {
+                        condition: Some(_),
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(kinds, [true, false, false]);
+        assert!(matches!(
+            file.rules[0].clauses[2].kind,
+            ClauseKind::When { after: None, .. }
+        ));
+    }
+
+    #[test]
+    fn within_is_rings_or_the_sequence_window() {
+        let file = parse_ok(
+            "rule r \"t\" { when count(incident) over 1m within 2 rings > 0 \
+             after incident where x > max(sensor.value) over 1m within 15m }",
+        );
+        let ClauseKind::When {
+            condition,
+            after: Some(seq),
+        } = &file.rules[0].clauses[0].kind
+        else {
+            panic!()
+        };
+        let ExprKind::Compare(_, lhs, _) = &condition.kind else {
+            panic!()
+        };
+        let ExprKind::Aggregate(a) = &lhs.kind else {
+            panic!()
+        };
+        assert_eq!(a.rings.as_ref().map(|r| r.count), Some(2.0));
+        assert_eq!(seq.within.length, Some(900_000));
+        assert_eq!(
+            sexp(seq.filter.as_ref().unwrap()),
+            "(> x max(sensor.value))"
+        );
+    }
+
+    #[test]
+    fn absence_depth_counts_its_filter() {
+        let deep = format!(
+            "rule r \"t\" {{ when absent(sensor where {}x{}) over 1m }}",
+            "(".repeat(MAX_DEPTH as usize),
+            ")".repeat(MAX_DEPTH as usize)
+        );
+        let (_, diags) = parse(&deep, 0);
+        assert_eq!(diags[0].message, "expression is nested too deeply");
     }
 
     #[test]

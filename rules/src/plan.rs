@@ -62,14 +62,32 @@ impl fmt::Display for Severity {
 pub enum GroupBy {
     Cell,
     District,
+    /// The road segment: `segment_id` of traffic events and of incidents
+    /// that carry one.
+    Segment,
+    /// The sensor: `sensor_id` of sensor events.
+    Sensor,
 }
 
 impl GroupBy {
+    pub const ALL: [GroupBy; 4] = [
+        GroupBy::Cell,
+        GroupBy::District,
+        GroupBy::Segment,
+        GroupBy::Sensor,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             GroupBy::Cell => "cell",
             GroupBy::District => "district",
+            GroupBy::Segment => "segment",
+            GroupBy::Sensor => "sensor",
         }
+    }
+
+    pub fn from_name(s: &str) -> Option<GroupBy> {
+        GroupBy::ALL.into_iter().find(|g| g.name() == s)
     }
 }
 
@@ -81,9 +99,24 @@ pub enum AggFn {
     Avg,
     Min,
     Max,
+    /// The value of the latest event (by event time; on a tie, the larger value).
+    Last,
+    /// How many distinct values (numbers or strings) the window holds.
+    #[serde(rename = "count_distinct")]
+    CountDistinct,
 }
 
 impl AggFn {
+    pub const ALL: [AggFn; 7] = [
+        AggFn::Count,
+        AggFn::Sum,
+        AggFn::Avg,
+        AggFn::Min,
+        AggFn::Max,
+        AggFn::Last,
+        AggFn::CountDistinct,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             AggFn::Count => "count",
@@ -91,13 +124,19 @@ impl AggFn {
             AggFn::Avg => "avg",
             AggFn::Min => "min",
             AggFn::Max => "max",
+            AggFn::Last => "last",
+            AggFn::CountDistinct => "count_distinct",
         }
     }
 
     pub fn from_name(s: &str) -> Option<AggFn> {
-        [AggFn::Count, AggFn::Sum, AggFn::Avg, AggFn::Min, AggFn::Max]
-            .into_iter()
-            .find(|a| a.name() == s)
+        AggFn::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Whether the aggregated value must be a number (count and
+    /// count_distinct take any value).
+    pub fn needs_number(self) -> bool {
+        !matches!(self, AggFn::Count | AggFn::CountDistinct)
     }
 }
 
@@ -144,6 +183,14 @@ pub struct Term {
     /// Which events of the stream count; `None` means all.
     pub filter: Option<Expr>,
     pub window: Window,
+    /// With `group by cell`: the term also counts events in the cells within
+    /// this many rings of the key's cell (`within 1 ring`). 0: the cell only.
+    #[serde(default)]
+    pub rings: u32,
+    /// Made by the checker for a construct (absence, sequence), not written
+    /// by the author: not shown in an alert's values.
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -401,10 +448,34 @@ pub enum TemplateVar {
 pub struct RulePlan {
     pub name: String,
     pub title: String,
+    /// The severity when no entry of the ladder applies.
     pub severity: Severity,
+    /// `severity red when EXPR` entries, tried in order before `severity`.
+    #[serde(default)]
+    pub severity_ladder: Vec<(Severity, Expr)>,
     pub group_by: GroupBy,
     pub terms: Vec<Term>,
+    /// The raise condition (`when`).
     pub condition: Expr,
+    /// Hysteresis (`clear when EXPR`): once raised, the alert stays until
+    /// this is true (or the key has no data left), not merely until the
+    /// raise condition stops holding.
+    #[serde(default)]
+    pub clear: Option<Expr>,
+    /// `for D`: the raise condition must hold continuously this long.
+    #[serde(default)]
+    pub hold_ms: Millis,
+    /// `when B after A within T`: the raise condition must start to hold
+    /// while an A event is in the term's window (a hidden count over T).
+    #[serde(default)]
+    pub after: Option<usize>,
+    /// Names of rules whose active alert on the same key, or on the
+    /// district containing the key's cell, suppresses this rule's alert.
+    #[serde(default)]
+    pub inhibited_by: Vec<String>,
+    /// `labels { team: "防汛" }`, in the order written.
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
     pub message: Vec<TemplatePart>,
     /// Where the rule came from, for people: `file:line`.
     pub origin: String,
@@ -426,6 +497,21 @@ impl RulePlan {
     pub fn streams(&self) -> impl Iterator<Item = StreamKind> + '_ {
         self.terms.iter().map(|t| t.stream)
     }
+
+    /// Whether alerts depend on history beyond the current values: a hold
+    /// duration, a clear condition or a sequence.
+    pub fn is_temporal(&self) -> bool {
+        self.hold_ms > 0 || self.clear.is_some() || self.after.is_some()
+    }
+
+    /// The severity for the given term values: the first ladder entry that
+    /// is true, or the default.
+    pub fn severity_for(&self, values: &[Option<f64>]) -> Severity {
+        self.severity_ladder
+            .iter()
+            .find(|(_, e)| e.eval_terms(values).truth() == Some(true))
+            .map_or(self.severity, |(s, _)| *s)
+    }
 }
 
 /// The current value of one term for one key.
@@ -435,15 +521,24 @@ pub struct TermStats {
     pub sum: f64,
     pub min: f64,
     pub max: f64,
+    /// Event time and value of the latest contribution.
+    pub last_ts: Millis,
+    pub last: f64,
+    /// Distinct values, counted by whoever merges (sets do not fit here).
+    pub distinct: u64,
 }
 
 impl TermStats {
-    pub fn of(x: f64) -> TermStats {
+    /// One contribution `x` of an event at `ts`.
+    pub fn of(x: f64, ts: Millis) -> TermStats {
         TermStats {
             count: 1,
             sum: x,
             min: x,
             max: x,
+            last_ts: ts,
+            last: x,
+            distinct: 0,
         }
     }
 
@@ -459,6 +554,10 @@ impl TermStats {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+        if (other.last_ts, other.last) > (self.last_ts, self.last) {
+            self.last_ts = other.last_ts;
+            self.last = other.last;
+        }
     }
 
     /// The aggregate's value; empty windows give 0 for count and sum and
@@ -467,12 +566,45 @@ impl TermStats {
         match agg {
             AggFn::Count => Some(self.count as f64),
             AggFn::Sum => Some(if self.count == 0 { 0.0 } else { self.sum }),
+            AggFn::CountDistinct => Some(self.distinct as f64),
             _ if self.count == 0 => None,
             AggFn::Avg => Some(self.sum / self.count as f64),
             AggFn::Min => Some(self.min),
             AggFn::Max => Some(self.max),
+            AggFn::Last => Some(self.last),
         }
     }
+}
+
+/// A stable token for a value counted by `count_distinct`: numbers by their
+/// bits, text by a 64-bit FNV-1a hash (collisions are possible in theory and
+/// would undercount by one).
+pub fn distinct_token(v: Value<'_>) -> Option<u64> {
+    let text = |t: &str| {
+        t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) | 1
+    };
+    match v {
+        Value::Number(x) => Some((if x == 0.0 { 0.0f64 } else { x }).to_bits() & !1),
+        Value::Sym(s) => Some(text(s.as_str())),
+        Value::Text(t) => Some(text(t)),
+        Value::Bool(b) => Some(u64::from(b) << 1),
+        Value::Null => None,
+    }
+}
+
+/// What one event contributes to a `count_distinct` term: its value's token.
+pub fn term_token(term: &Term, event: &Event) -> Option<u64> {
+    if event.stream() != term.stream {
+        return None;
+    }
+    if let Some(f) = &term.filter {
+        if !f.admits(event) {
+            return None;
+        }
+    }
+    distinct_token(term.value.as_ref()?.eval_event(event))
 }
 
 /// What one event contributes to a term, if anything: `Some(x)` where x is
@@ -493,8 +625,9 @@ pub fn term_input(term: &Term, event: &Event) -> Option<f64> {
             Value::Null => None,
             // `count(stream.field)` counts the events that have the field,
             // whatever its type (`count(sensor.unit)`); only a missing
-            // field is not counted.
-            _ if term.agg == AggFn::Count => Some(1.0),
+            // field is not counted. `count_distinct` reads tokens from
+            // `term_token`; here it only needs to know the value is there.
+            _ if matches!(term.agg, AggFn::Count | AggFn::CountDistinct) => Some(1.0),
             _ => None,
         },
     }
@@ -575,8 +708,9 @@ mod tests {
         let mut s = TermStats::default();
         assert_eq!(s.value(AggFn::Count), Some(0.0));
         assert_eq!(s.value(AggFn::Avg), None);
-        s.merge(&TermStats::of(2.0));
-        s.merge(&TermStats::of(4.0));
+        s.merge(&TermStats::of(2.0, 10));
+        s.merge(&TermStats::of(4.0, 5));
+        assert_eq!(s.value(AggFn::Last), Some(2.0));
         assert_eq!(s.value(AggFn::Avg), Some(3.0));
         assert_eq!(s.value(AggFn::Max), Some(4.0));
         assert_eq!(format_number(0.30000000001, None), "0.3");

@@ -2,12 +2,14 @@
 //!
 //! Canonical means: two-space indentation, one clause per line in the order
 //! written, parentheses only where precedence needs them, durations as
-//! [`format_duration`] writes them, and a long `when` broken before each
-//! top-level `and`. Comments are not part of the AST and are not printed.
+//! [`format_duration`] writes them, and a long condition (`when`,
+//! `severity … when`, `clear when`) broken before each top-level `and`, with
+//! a `when`'s `after …` on a line of its own. A ladder entry's `when` stays
+//! on the line of its `severity`, as the parser requires. Comments are not part of the AST and are not printed.
 //! Parsing the output gives back the same tree (spans aside); the tests hold
 //! the printer to that.
 
-use crate::ast::{Aggregate, ClauseKind, Expr, ExprKind, File, ListValue, Rule};
+use crate::ast::{Aggregate, ClauseKind, Expr, ExprKind, File, ListValue, Rule, Sequence};
 use crate::plan::ArithOp;
 use crate::time::format_duration;
 use std::fmt::Write;
@@ -32,16 +34,52 @@ pub fn print_rule(rule: &Rule) -> String {
     );
     for clause in &rule.clauses {
         match &clause.kind {
-            ClauseKind::Severity(level) => {
+            ClauseKind::Severity {
+                level,
+                condition: None,
+            } => {
                 let _ = writeln!(out, "  severity {}", level.name);
             }
+            ClauseKind::Severity {
+                level,
+                condition: Some(condition),
+            } => print_condition(
+                &mut out,
+                &format!("severity {} when", level.name),
+                condition,
+                None,
+            ),
             ClauseKind::GroupBy(key) => {
                 let _ = writeln!(out, "  group by {}", key.name);
             }
             ClauseKind::Let { name, value } => {
                 let _ = writeln!(out, "  let {} = {}", name.name, print_aggregate(value));
             }
-            ClauseKind::When(condition) => print_when(&mut out, condition),
+            ClauseKind::When { condition, after } => {
+                let after = after.as_ref().map(print_sequence);
+                print_condition(&mut out, "when", condition, after.as_deref());
+            }
+            ClauseKind::Clear(condition) => {
+                print_condition(&mut out, "clear when", condition, None)
+            }
+            ClauseKind::Hold(d) => {
+                let _ = writeln!(out, "  for {}", format_duration(d.length.unwrap_or(0)));
+            }
+            ClauseKind::InhibitedBy(names) => {
+                let names: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
+                let _ = writeln!(out, "  inhibited by {}", names.join(", "));
+            }
+            ClauseKind::Labels(labels) => {
+                let labels: Vec<String> = labels
+                    .iter()
+                    .map(|l| format!("{}: {}", l.key.name, quote(&l.value.value)))
+                    .collect();
+                if labels.is_empty() {
+                    out.push_str("  labels {}\n");
+                } else {
+                    let _ = writeln!(out, "  labels {{ {} }}", labels.join(", "));
+                }
+            }
             ClauseKind::Message(text) => {
                 let _ = writeln!(out, "  message {}", quote(&text.value));
             }
@@ -51,8 +89,29 @@ pub fn print_rule(rule: &Rule) -> String {
     out
 }
 
-fn print_when(out: &mut String, condition: &Expr) {
-    let line = format!("  when {}", print_expr(condition));
+/// `after STREAM [where FILTER] within DURATION`.
+fn print_sequence(seq: &Sequence) -> String {
+    let mut out = format!("after {}", seq.stream.name);
+    if let Some(filter) = &seq.filter {
+        out.push_str(" where ");
+        write_expr(&mut out, filter, 0);
+    }
+    let _ = write!(
+        out,
+        " within {}",
+        format_duration(seq.within.length.unwrap_or(0))
+    );
+    out
+}
+
+/// `KEYWORDS CONDITION [SUFFIX]` on one line, or, when too long, broken
+/// before each top-level `and`, with the suffix on a line of its own.
+fn print_condition(out: &mut String, keywords: &str, condition: &Expr, suffix: Option<&str>) {
+    let mut line = format!("  {keywords} {}", print_expr(condition));
+    if let Some(suffix) = suffix {
+        line.push(' ');
+        line.push_str(suffix);
+    }
     if line.chars().count() <= WIDTH {
         let _ = writeln!(out, "{line}");
         return;
@@ -65,16 +124,19 @@ fn print_when(out: &mut String, condition: &Expr) {
         rest = left;
     }
     if operands.is_empty() {
-        let _ = writeln!(out, "{line}");
-        return;
+        let _ = writeln!(out, "  {keywords} {}", print_expr(condition));
+    } else {
+        let mut first = String::new();
+        write_expr(&mut first, rest, PREC_AND);
+        let _ = writeln!(out, "  {keywords} {first}");
     }
-    let mut first = String::new();
-    write_expr(&mut first, rest, PREC_AND);
-    let _ = writeln!(out, "  when {first}");
     for operand in operands.iter().rev() {
         let mut text = String::new();
         write_expr(&mut text, operand, PREC_NOT);
         let _ = writeln!(out, "   and {text}");
+    }
+    if let Some(suffix) = suffix {
+        let _ = writeln!(out, "    {suffix}");
     }
 }
 
@@ -114,7 +176,8 @@ fn precedence(e: &Expr) -> u8 {
         | ExprKind::Bool(_)
         | ExprKind::Name(_)
         | ExprKind::Field { .. }
-        | ExprKind::Aggregate(_) => PREC_ATOM,
+        | ExprKind::Aggregate(_)
+        | ExprKind::Absent(_) => PREC_ATOM,
     }
 }
 
@@ -136,6 +199,18 @@ fn write_expr(out: &mut String, e: &Expr, min: u8) {
             let _ = write!(out, "{}.{}", stream.name, field.name);
         }
         ExprKind::Aggregate(agg) => write_aggregate(out, agg),
+        ExprKind::Absent(absence) => {
+            let _ = write!(out, "absent({}", absence.stream.name);
+            if let Some(filter) = &absence.filter {
+                out.push_str(" where ");
+                write_expr(out, filter, 0);
+            }
+            let _ = write!(
+                out,
+                ") over {}",
+                format_duration(absence.window.length.unwrap_or(0))
+            );
+        }
         ExprKind::Neg(x) => {
             out.push('-');
             write_expr(out, x, PREC_NEG);
@@ -198,6 +273,10 @@ fn write_aggregate(out: &mut String, agg: &Aggregate) {
         out.push_str("tumbling ");
     }
     out.push_str(&format_duration(agg.window.length.unwrap_or(0)));
+    if let Some(rings) = &agg.rings {
+        let word = if rings.count == 1.0 { "ring" } else { "rings" };
+        let _ = write!(out, " within {} {word}", number(rings.count));
+    }
 }
 
 /// A number as the lexer reads it back exactly: plain digits for ordinary

@@ -96,6 +96,7 @@ pub enum Field {
     IncidentId,
     IncidentKind,
     IncidentSeverity,
+    IncidentSegmentId,
     SegmentId,
     SpeedKmh,
     Flow,
@@ -131,6 +132,13 @@ const INCIDENT_FIELDS: &[FieldDef] = &[
         ty: Type::Number,
         required: false,
         doc: "reported severity, 1 (minor) to 4 (most severe)",
+    },
+    FieldDef {
+        name: "segment_id",
+        field: Field::IncidentSegmentId,
+        ty: Type::String,
+        required: false,
+        doc: "road segment the incident is on, if any",
     },
     FieldDef {
         name: "incident_id",
@@ -206,9 +214,10 @@ const SENSOR_FIELDS: &[FieldDef] = &[
 impl Field {
     pub fn stream(self) -> StreamKind {
         match self {
-            Field::IncidentId | Field::IncidentKind | Field::IncidentSeverity => {
-                StreamKind::Incident
-            }
+            Field::IncidentId
+            | Field::IncidentKind
+            | Field::IncidentSeverity
+            | Field::IncidentSegmentId => StreamKind::Incident,
             Field::SegmentId | Field::SpeedKmh | Field::Flow | Field::Occupancy => {
                 StreamKind::Traffic
             }

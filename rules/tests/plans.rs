@@ -79,6 +79,8 @@ fn water_term(window: Window) -> Term {
             Box::new(Expr::Literal(Literal::String(sym("water_level")))),
         )),
         window,
+        rings: 0,
+        hidden: false,
     }
 }
 
@@ -88,6 +90,13 @@ fn text(s: &str) -> TemplatePart {
 
 fn var(var: TemplateVar, precision: Option<u8>) -> TemplatePart {
     TemplatePart::Var { var, precision }
+}
+
+#[test]
+fn the_docs_show_these_rules() {
+    let doc = include_str!("../../docs/rules.md");
+    assert!(doc.contains(FIRST_RULE));
+    assert!(doc.contains(CORRELATING_RULE));
 }
 
 #[test]
@@ -102,6 +111,12 @@ fn first_rule_of_the_docs() {
         group_by: GroupBy::Cell,
         terms: vec![water_term(Window::Sliding(600_000))],
         condition: cmp(CmpOp::Gt, Expr::Term(0), num(0.25)),
+        severity_ladder: vec![],
+        clear: None,
+        hold_ms: 0,
+        after: None,
+        inhibited_by: vec![],
+        labels: vec![],
         message: vec![
             text("网格 "),
             var(TemplateVar::Key, None),
@@ -134,6 +149,8 @@ fn correlating_rule_of_the_docs() {
             ],
         )),
         window: Window::Sliding(1_800_000),
+        rings: 0,
+        hidden: false,
     };
     let speed = Term {
         name: "speed".into(),
@@ -142,6 +159,8 @@ fn correlating_rule_of_the_docs() {
         value: Some(Expr::Field(Field::SpeedKmh)),
         filter: None,
         window: Window::Sliding(600_000),
+        rings: 0,
+        hidden: false,
     };
     assert_eq!(
         plan.terms,
@@ -343,4 +362,294 @@ fn count_of_a_field_counts_events_that_have_it() {
     assert_eq!(term_input(unit, &reading(Some("m"))), Some(1.0));
     assert_eq!(term_input(unit, &reading(None)), None);
     assert!(term_input(value, &reading(None)).is_some());
+}
+
+// ---- the constructs of the tutorial: what each desugars to ----
+
+fn ge(a: Expr, n: f64) -> Expr {
+    cmp(CmpOp::Ge, a, num(n))
+}
+
+fn count_flood(window: Window) -> Term {
+    Term {
+        name: String::new(),
+        agg: AggFn::Count,
+        stream: StreamKind::Incident,
+        value: None,
+        filter: Some(cmp(
+            CmpOp::Eq,
+            Expr::Field(Field::IncidentKind),
+            Box::new(Expr::Literal(Literal::String(sym("flood")))),
+        )),
+        window,
+        rings: 0,
+        hidden: true,
+    }
+}
+
+#[test]
+fn severity_ladder_in_written_order_with_a_default() {
+    let plan = plan_of(
+        r#"rule w "t" {
+  severity red when water >= 0.4
+  severity orange when water >= 0.25 or max(sensor.value) over 1m > 9
+  severity blue
+  group by cell
+  let water = max(sensor.value where kind == "water_level") over 5m
+  when water >= 0.1
+}"#,
+    );
+    assert_eq!(plan.severity, Severity::Blue);
+    let levels: Vec<Severity> = plan.severity_ladder.iter().map(|(s, _)| *s).collect();
+    assert_eq!(levels, [Severity::Red, Severity::Orange]);
+    assert_eq!(
+        plan.severity_ladder[0].1,
+        cmp(CmpOp::Ge, Expr::Term(0), num(0.4))
+    );
+    // An inline aggregate in a ladder condition is a term like any other.
+    assert_eq!(plan.terms[1].name, "max_value");
+    assert!(!plan.terms[1].hidden);
+    assert_eq!(plan.severity_for(&[Some(0.5), None]), Severity::Red);
+    assert_eq!(plan.severity_for(&[Some(0.3), None]), Severity::Orange);
+    assert_eq!(
+        plan.severity_for(&[Some(0.2), Some(10.0)]),
+        Severity::Orange
+    );
+    assert_eq!(plan.severity_for(&[Some(0.2), None]), Severity::Blue);
+    assert!(!plan.is_temporal());
+}
+
+#[test]
+fn a_when_on_its_own_line_is_the_rule_condition() {
+    let plan = plan_of(
+        "rule w \"t\" {\n  severity red\n  when count(incident) over 1m >= 1\n  group by cell\n}",
+    );
+    assert!(plan.severity_ladder.is_empty());
+    assert_eq!(plan.severity, Severity::Red);
+    // On the same line, it is a ladder entry, and the rule lacks its `when`.
+    let files = [SourceFile {
+        name: "t.rules".into(),
+        text: "rule w \"t\" { severity red when count(incident) over 1m >= 1 group by cell }"
+            .into(),
+    }];
+    let compiled = compile(&files, &CheckOptions::default());
+    let codes: Vec<&str> = compiled.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E018", "E018"]);
+}
+
+#[test]
+fn group_keys_rings_and_new_aggregates() {
+    let plan = plan_of(
+        r#"rule g "t" {
+  severity red
+  group by cell
+  let near = max(sensor.value where kind == "gas_lel") over 5m within 1 ring
+  let wide = count(incident) over 5m within 2 rings
+  let here = count(incident) over 5m within 0 rings
+  when near >= 25 and wide + here >= 1
+   and count_distinct(incident.kind) over 10m >= 2
+   and last(sensor.value) over 10m > 1
+}"#,
+    );
+    let rings: Vec<u32> = plan.terms.iter().map(|t| t.rings).collect();
+    assert_eq!(rings, [1, 2, 0, 0, 0]);
+    assert_eq!(plan.terms[3].name, "count_distinct_kind");
+    assert_eq!(plan.terms[3].agg, AggFn::CountDistinct);
+    assert_eq!(plan.terms[3].value, Some(Expr::Field(Field::IncidentKind)));
+    assert_eq!(plan.terms[4].name, "last_value");
+    assert_eq!(plan.terms[4].agg, AggFn::Last);
+
+    let segment = plan_of(
+        r#"rule s "t" {
+  severity red
+  group by segment
+  let accidents = count_distinct(incident.incident_id where kind == "accident") over 10m
+  when accidents >= 2 and avg(traffic.speed_kmh) over 10m < 20
+  message "{segment} {key} {district_name} {accidents}"
+}"#,
+    );
+    assert_eq!(segment.group_by, GroupBy::Segment);
+    assert_eq!(segment.message[0], var(TemplateVar::Key, None));
+    assert_eq!(segment.message[2], var(TemplateVar::Key, None));
+    assert_eq!(segment.message[4], var(TemplateVar::DistrictName, None));
+
+    let sensor = plan_of(
+        r#"rule s "t" {
+  severity blue
+  group by sensor
+  when count(sensor where value > 1) over 10m >= 1
+  message "{sensor}"
+}"#,
+    );
+    assert_eq!(sensor.group_by, GroupBy::Sensor);
+    assert_eq!(sensor.message, [var(TemplateVar::Key, None)]);
+}
+
+#[test]
+fn hold_clear_labels_and_inhibition() {
+    let files = [
+        SourceFile {
+            name: "a.rules".into(),
+            text: r#"rule wet "t" {
+  severity red
+  group by district
+  when count(sensor) over 1m >= 1
+}"#
+            .into(),
+        },
+        SourceFile {
+            name: "b.rules".into(),
+            text: r#"rule slow "t" {
+  severity yellow
+  group by cell
+  let speed = avg(traffic.speed_kmh) over 5m
+  when speed < 20
+  for 1m30s
+  clear when speed > 25
+  inhibited by wet, other
+  labels { team: "交通", 区域: "东城", }
+}
+rule other "t" { severity red group by cell when count(incident) over 1m >= 1 }"#
+                .into(),
+        },
+    ];
+    let compiled = compile(&files, &CheckOptions::default());
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{}",
+        render_diagnostics(&compiled.diagnostics, &files)
+    );
+    let plan = &compiled.plans[1];
+    assert_eq!(plan.hold_ms, 90_000);
+    assert_eq!(plan.clear, Some(cmp(CmpOp::Gt, Expr::Term(0), num(25.0))));
+    assert_eq!(plan.inhibited_by, ["wet", "other"]);
+    assert_eq!(
+        plan.labels,
+        [
+            ("team".to_string(), "交通".to_string()),
+            ("区域".to_string(), "东城".to_string())
+        ]
+    );
+    assert!(plan.is_temporal());
+    assert!(plan.terms.iter().all(|t| !t.hidden));
+}
+
+#[test]
+fn a_sequence_adds_a_hidden_count_after_the_visible_terms() {
+    let plan = plan_of(
+        r#"rule seq "t" {
+  severity red
+  group by cell
+  let speed = avg(traffic.speed_kmh) over 5m
+  when speed < 10 and count(incident) over 5m >= 0 after incident where kind == "flood" within 15m
+  message "{speed} {count_incident}"
+}"#,
+    );
+    let names: Vec<&str> = plan.terms.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["speed", "count_incident", "_after"]);
+    assert_eq!(plan.after, Some(2));
+    assert_eq!(
+        plan.terms[2],
+        Term {
+            name: "_after".into(),
+            ..count_flood(Window::Sliding(900_000))
+        }
+    );
+    assert!(plan.is_temporal());
+}
+
+#[test]
+fn absence_desugars_to_two_hidden_counts() {
+    let plan = plan_of(
+        r#"rule gone "t" {
+  severity blue
+  group by cell
+  let n = count(incident) over 5m
+  when absent(incident where kind == "flood") over 30m and n >= 0
+  clear when not absent(incident where kind == "flood") over 10m
+  message "{n}"
+}"#,
+    );
+    let names: Vec<&str> = plan.terms.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "n",
+            "_absent_1_recent",
+            "_absent_1_seen",
+            "_absent_2_recent",
+            "_absent_2_seen"
+        ]
+    );
+    assert_eq!(
+        plan.terms[1],
+        Term {
+            name: "_absent_1_recent".into(),
+            ..count_flood(Window::Sliding(1_800_000))
+        }
+    );
+    assert_eq!(
+        plan.terms[2],
+        Term {
+            name: "_absent_1_seen".into(),
+            ..count_flood(Window::Sliding(86_400_000))
+        }
+    );
+    assert_eq!(plan.terms[3].window, Window::Sliding(600_000));
+    let absent = |recent: usize, seen: usize| {
+        and(
+            cmp(CmpOp::Eq, Expr::Term(recent), num(0.0)),
+            ge(Expr::Term(seen), 1.0),
+        )
+    };
+    assert_eq!(plan.condition, and(absent(1, 2), ge(Expr::Term(0), 0.0)));
+    assert_eq!(plan.clear, Some(Expr::Not(Box::new(absent(3, 4)))));
+    // Seen in the last day, silent in the last 30 minutes.
+    assert_eq!(
+        plan.condition
+            .eval_terms(&[Some(0.0), Some(0.0), Some(3.0), Some(0.0), Some(3.0)])
+            .truth(),
+        Some(true)
+    );
+}
+
+#[test]
+fn hidden_terms_are_never_offered_by_name() {
+    let files = [SourceFile {
+        name: "h.rules".into(),
+        text: r#"rule h "t" {
+  severity blue
+  group by sensor
+  when absent(sensor) over 30m and _absent_1_recent == 0
+  message "{_after} {_absent_1_seen}"
+}"#
+        .into(),
+    }];
+    let compiled = compile(&files, &CheckOptions::default());
+    let rendered = render_diagnostics(&compiled.diagnostics, &files);
+    let codes: Vec<&str> = compiled.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E016", "E022", "E022"], "{rendered}");
+    assert!(!rendered.contains("note: this rule's values"), "{rendered}");
+    assert!(
+        rendered.contains("the message can use: sensor, key, district_name"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn inhibited_by_a_rule_with_a_syntax_error_is_not_an_unknown_rule() {
+    let files = [
+        SourceFile {
+            name: "a.rules".into(),
+            text: "rule flooding \"t\" { severity red group by cell when x > }".into(),
+        },
+        SourceFile {
+            name: "b.rules".into(),
+            text: "rule slow \"t\" { severity red group by cell when count(traffic) over 1m > 0 inhibited by flooding }"
+                .into(),
+        },
+    ];
+    let compiled = compile(&files, &CheckOptions::default());
+    let codes: Vec<&str> = compiled.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E001"]);
 }

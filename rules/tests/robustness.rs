@@ -132,6 +132,22 @@ fn token_soup() {
         "”",
         "&&",
         "！",
+        "for",
+        "clear",
+        "after",
+        "within",
+        "absent",
+        "labels",
+        "inhibited",
+        "ring",
+        "rings",
+        ":",
+        "：",
+        "1",
+        "segment",
+        "last",
+        "count_distinct",
+        "\"防汛\"",
     ];
     let mut rng = Rng(0x1234_5678_9abc_def1);
     for _ in 0..5000 {
@@ -211,6 +227,31 @@ fn hostile_shapes() {
     survive("rule r \"t\" { severity red group by cell when count(sensor) over 99999999999999999999d > 0 }");
     survive(&format!("rule r \"t\" {{ severity red group by cell when count(sensor where kind == \"{}\") over 1m > 0 }}", "x".repeat(1000)));
     survive("rule r \"\\u{D800}\\u{}\\u{1234567}\\u{zz}\\u\" {}");
+    // The new constructs, repeated and nested past any sensible size.
+    survive(&format!(
+        "rule r \"t\" {{ {} severity red group by cell when x > 1 }}",
+        "severity red when absent(sensor) over 1m\n".repeat(5_000)
+    ));
+    survive(&format!(
+        "rule r \"t\" {{ severity red group by cell when x > 1 inhibited by {} }}",
+        vec!["r"; 1_000].join(",\n")
+    ));
+    survive(&format!(
+        "rule r \"t\" {{ severity red group by cell when x > 1 labels {{ {} }} }}",
+        (0..5_000)
+            .map(|i| format!("k{i}: \"v\", "))
+            .collect::<String>()
+    ));
+    survive(&format!(
+        "rule r \"t\" {{ severity red group by cell when count(sensor) over 1m within {} rings > 0 }}",
+        "9".repeat(400)
+    ));
+    survive(&format!(
+        "rule r \"t\" {{ severity red group by sensor when {}absent(sensor) over 1m{} }}",
+        "(".repeat(200),
+        ")".repeat(200)
+    ));
+    survive("rule r \"t\" { severity red group by cell when x > 1 after sensor where absent(sensor) over 1m within 1m }");
 }
 
 #[test]

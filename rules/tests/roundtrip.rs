@@ -5,8 +5,8 @@
 mod common;
 
 use jingzhi_rules::ast::{
-    Aggregate, Clause, ClauseKind, Expr, ExprKind, File, Ident, ListItem, ListValue, Rule, StrLit,
-    WindowSpec,
+    Absence, Aggregate, Clause, ClauseKind, DurationLit, Expr, ExprKind, File, Ident, Label,
+    ListItem, ListValue, Rings, Rule, Sequence, StrLit, WindowSpec,
 };
 use jingzhi_rules::parser::parse;
 use jingzhi_rules::plan::{ArithOp, CmpOp};
@@ -85,6 +85,25 @@ const TRICKY: &[&str] = &[
     "# one\nrule a \"t\" { severity red group by cell when x > 1 }\n# two\nrule b \"t\" { severity red group by cell when x > 1 }\n",
     // An empty file.
     "",
+    // Ladders, holds, hysteresis, sequences, absences, inhibition, labels,
+    // with conditions long enough to be broken.
+    r#"rule l "t" { severity red when water > 0.4 and count(incident where kind in ["flood", "accident"]) over 30m >= 1 and speed < 15
+       severity orange when water > 0.25 severity blue group by cell
+       when water > 0.1 and avg(traffic.speed_kmh) over 10m within 2 rings < 15 and count(incident) over 30m within 1 ring >= 1 after incident where kind == "flood" and incident.severity >= 3 within 15m
+       clear when not absent(sensor where kind == "water_level") over 30m and water < 0.08 and count_distinct(incident.incident_id) over 1h < 2
+       for 1m30s inhibited by a, b, 规则 labels { team: "防汛", 区域: "东\"城", } }"#,
+    // A short sequence stays on the `when` line; `within 0 rings`; `last`.
+    r#"rule s "t" { severity red group by cell
+       when last(sensor.value) over 5m within 0 rings > 1 after sensor within 1m labels {} }"#,
+    // A sequence's filter ending in an aggregate, with and without rings:
+    // `within 15m` is the sequence's, `within 1 ring` the aggregate's.
+    r#"rule f "t" { severity red group by cell
+       when x > 1 after incident where count(incident) over 1m within 1 ring within 15m }"#,
+    r#"rule g "t" { severity red group by cell
+       when x > 1 after incident where x > max(incident.severity) over 1m within 15m }"#,
+    // Fields spelled like the new reserved words, after their stream.
+    r#"rule k "t" { severity red group by cell
+       when count(incident where incident.for > incident.within and incident.clear == incident.rings) over 1m > 0 }"#,
 ];
 
 #[test]
@@ -92,6 +111,31 @@ fn tricky_rules_round_trip() {
     for text in TRICKY {
         assert_round_trip(text);
     }
+}
+
+#[test]
+fn ladder_entries_keep_their_when_on_their_line() {
+    let file = parse_clean(TRICKY[12]);
+    let printed = print_file(&file);
+    assert!(
+        printed.contains("\n  severity red when water > 0.4\n   and count(incident"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            "\n    after incident where kind == \"flood\" and incident.severity >= 3 within 15m\n"
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\n  labels { team: \"防汛\", 区域: \"东\\\"城\" }\n"),
+        "{printed}"
+    );
+    let short = print_file(&parse_clean(TRICKY[13]));
+    assert!(
+        short.contains("  when last(sensor.value) over 5m within 0 rings > 1 after sensor within 1m\n  labels {}\n"),
+        "{short}"
+    );
 }
 
 #[test]
@@ -220,6 +264,12 @@ impl Gen {
                     ExprKind::In(sub(self), items)
                 }
                 7 => ExprKind::Aggregate(Box::new(self.aggregate(depth - 1))),
+                8 if self.below(2) == 0 => ExprKind::Absent(Box::new(Absence {
+                    stream: self.ident(),
+                    filter: (self.below(2) == 0).then(|| Box::new(self.expr(depth - 1))),
+                    window: self.duration(),
+                    span: Span::default(),
+                })),
                 _ => self.leaf(),
             }
         };
@@ -229,10 +279,44 @@ impl Gen {
         }
     }
 
+    fn duration(&mut self) -> DurationLit {
+        DurationLit {
+            length: Some(self.below(100_000_000)),
+            span: Span::default(),
+        }
+    }
+
+    fn rings(&mut self) -> Option<Rings> {
+        let count = match self.below(8) {
+            0 => 0.0,
+            1 => 1.0,
+            2 => 2.0,
+            3 => 5.0,
+            4 => self.number(),
+            _ => return None,
+        };
+        Some(Rings {
+            count,
+            number: Span::default(),
+            span: Span::default(),
+        })
+    }
+
+    fn sequence(&mut self) -> Sequence {
+        Sequence {
+            stream: self.ident(),
+            filter: (self.below(2) == 0).then(|| Box::new(self.expr(3))),
+            within: self.duration(),
+            span: Span::default(),
+        }
+    }
+
     fn aggregate(&mut self, depth: u32) -> Aggregate {
         Aggregate {
             function: Ident {
-                name: self.pick(&["count", "max", "avg", "p95"]).into(),
+                name: self
+                    .pick(&["count", "max", "avg", "p95", "last", "count_distinct"])
+                    .into(),
                 span: Span::default(),
             },
             argument: Box::new(self.expr(depth)),
@@ -242,25 +326,52 @@ impl Gen {
                 length: Some(self.below(100_000_000)),
                 span: Span::default(),
             },
+            rings: self.rings(),
             span: Span::default(),
         }
     }
 
     fn rule(&mut self) -> Rule {
         let mut clauses = Vec::new();
-        for _ in 0..self.below(6) {
-            let kind = match self.below(5) {
-                0 => ClauseKind::Severity(self.ident()),
-                1 => ClauseKind::GroupBy(self.ident()),
-                2 => ClauseKind::Let {
+        for _ in 0..self.below(8) {
+            let kind = match self.below(11) {
+                0 => ClauseKind::Severity {
+                    level: self.ident(),
+                    condition: None,
+                },
+                1 => ClauseKind::Severity {
+                    level: self.ident(),
+                    condition: Some(self.expr(4)),
+                },
+                2 => ClauseKind::GroupBy(self.ident()),
+                3 => ClauseKind::Let {
                     name: self.ident(),
                     value: self.aggregate(2),
                 },
-                3 => ClauseKind::Message(StrLit {
+                4 => ClauseKind::Message(StrLit {
                     value: self.string(),
                     span: Span::default(),
                 }),
-                _ => ClauseKind::When(self.expr(5)),
+                5 => ClauseKind::Clear(self.expr(4)),
+                6 => ClauseKind::Hold(self.duration()),
+                7 => {
+                    ClauseKind::InhibitedBy((0..1 + self.below(3)).map(|_| self.ident()).collect())
+                }
+                8 => ClauseKind::Labels(
+                    (0..self.below(4))
+                        .map(|_| Label {
+                            key: self.ident(),
+                            value: StrLit {
+                                value: self.string(),
+                                span: Span::default(),
+                            },
+                        })
+                        .collect(),
+                ),
+                _ => ClauseKind::When {
+                    condition: self.expr(5),
+                    after: (self.below(3) == 0).then(|| self.sequence()),
+                },
             };
             clauses.push(Clause {
                 kind,
@@ -287,6 +398,7 @@ fn random_trees_round_trip() {
     for _ in 0..2000 {
         let file = File {
             rules: (0..1 + gen.below(3)).map(|_| gen.rule()).collect(),
+            abandoned: Vec::new(),
         };
         let printed = print_file(&file);
         let (mut parsed, diags) = parse(&printed, 0);

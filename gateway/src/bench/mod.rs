@@ -1,6 +1,8 @@
 //! `jingzhi bench`: measures the whole path from NDJSON bytes to the final
 //! alert set, in process (replay of a file) and over HTTP.
 
+pub mod http;
+pub mod latency;
 pub mod naive;
 
 use crate::app::now_ms;
@@ -9,7 +11,8 @@ use jingzhi_dataflow::{
 };
 use jingzhi_rules::event::ParseContext;
 use jingzhi_rules::lang::{compile, render_diagnostics, CheckOptions, SourceFile};
-use jingzhi_rules::plan::{RulePlan, Window};
+use jingzhi_rules::plan::{RulePlan, Severity, Window};
+use jingzhi_rules::space::Reference;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -208,6 +211,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
             // A few chunks in flight per worker keep it busy without
             // holding the file in memory.
             command_capacity: 4,
+            grid: reference.grid.clone(),
         };
         let (engine, output) = Engine::start(config, 0).map_err(|e| e.to_string())?;
         engine
@@ -343,6 +347,200 @@ fn collect(
     }
     done.sort();
     (changes, done, finished)
+}
+
+/// An alert's active interval with its severities (for backtests).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeverityInterval {
+    pub raised: Time,
+    /// `None`: still active when the recording ended.
+    pub cleared: Option<Time>,
+    pub rule: RuleId,
+    pub key: GroupKey,
+    /// The severity it was raised with.
+    pub severity: Severity,
+    /// The highest severity it reached.
+    pub highest: Severity,
+}
+
+/// What a rule set did over a recording.
+#[derive(Clone, Debug)]
+pub struct AlertReplay {
+    pub events: usize,
+    pub rejected: usize,
+    /// The latest event time: the replay ends there, and intervals still
+    /// open then have no clear time.
+    pub end: Time,
+    /// The rules, and the ids the engine gave them.
+    pub rules: Vec<(RuleId, Arc<RulePlan>)>,
+    /// Sorted by raise time.
+    pub intervals: Vec<SeverityInterval>,
+}
+
+/// Settings of [`replay_alerts`].
+#[derive(Clone, Debug)]
+pub struct AlertReplayOptions {
+    pub events: PathBuf,
+    pub workers: usize,
+    pub lateness_ms: u64,
+    pub resolution_ms: u64,
+    pub chunk_bytes: usize,
+}
+
+/// Replays an NDJSON file through the engine on the event clock with the
+/// given rules and reference data, like [`replay`], and collects every
+/// alert interval with its severities. The replay stops at the latest event
+/// time: windows are not closed past the end of the recording.
+pub fn replay_alerts(
+    opts: &AlertReplayOptions,
+    plans: Vec<RulePlan>,
+    reference: &Reference,
+) -> Result<AlertReplay, String> {
+    let file =
+        std::fs::File::open(&opts.events).map_err(|e| format!("{}: {e}", opts.events.display()))?;
+    let mut blocks = Blocks {
+        file,
+        carry: Vec::new(),
+        size: opts.chunk_bytes.max(4096),
+        done: false,
+    };
+    // Recorded events may lie anywhere in time; none is refused as future.
+    let context = Arc::new(ParseContext::new(reference.grid.clone(), u64::MAX / 2, 0));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let config = EngineConfig {
+            workers: opts.workers.max(1),
+            window: WindowConfig {
+                resolution_ms: opts.resolution_ms.max(1),
+                keep_history: false,
+                min_history_ms: 0,
+            },
+            command_capacity: 4,
+            grid: reference.grid.clone(),
+        };
+        let (engine, output) = Engine::start(config, 0).map_err(|e| e.to_string())?;
+        let e = |e: jingzhi_dataflow::EngineError| e.to_string();
+        engine
+            .update_reference(reference.as_changes())
+            .await
+            .map_err(e)?;
+        let mut rules = Vec::new();
+        for p in plans {
+            let p = Arc::new(p);
+            rules.push((engine.add_rule(p.clone()).await.map_err(e)?, p));
+        }
+        let end_marker = Arc::new(AtomicU64::new(Time::MAX));
+        let marker = end_marker.clone();
+        let collector = std::thread::spawn(move || collect_severities(output, &marker));
+
+        let (reply_tx, replies) = std::sync::mpsc::channel::<ChunkReport>();
+        let (mut sent, mut answered) = (0usize, 0usize);
+        let (mut events, mut rejected, mut max_ts) = (0, 0, 0);
+        while let Some(block) = blocks.next_block().map_err(|e| e.to_string())? {
+            engine
+                .send_ndjson(block, context.clone(), reply_tx.clone())
+                .await
+                .map_err(e)?;
+            sent += 1;
+            while let Ok(r) = replies.try_recv() {
+                answered += 1;
+                events += r.accepted;
+                rejected += r.rejected;
+                max_ts = max_ts.max(r.max_ts);
+            }
+            engine
+                .advance(max_ts.saturating_sub(opts.lateness_ms))
+                .await
+                .map_err(e)?;
+        }
+        while answered < sent {
+            let r = replies.recv().map_err(|_| "a worker stopped".to_string())?;
+            answered += 1;
+            events += r.accepted;
+            rejected += r.rejected;
+            max_ts = max_ts.max(r.max_ts);
+        }
+        // One step past the end, after the marker is set: the collector
+        // then surely sees a completion beyond the end.
+        end_marker.store(max_ts, Ordering::SeqCst);
+        engine.advance(max_ts + 1).await.map_err(e)?;
+        let intervals = collector
+            .join()
+            .map_err(|_| "the output collector failed".to_string())?;
+        engine.shutdown().await;
+        Ok(AlertReplay {
+            events,
+            rejected,
+            end: max_ts,
+            rules,
+            intervals: intervals?,
+        })
+    })
+}
+
+/// Turns engine output into intervals with severities, up to and including
+/// the time in `end` (set once the input is exhausted).
+fn collect_severities(
+    output: std::sync::mpsc::Receiver<EngineOutput>,
+    end: &AtomicU64,
+) -> Result<Vec<SeverityInterval>, String> {
+    let mut open: BTreeMap<(RuleId, GroupKey), SeverityInterval> = BTreeMap::new();
+    let mut done = Vec::new();
+    while let Ok(out) = output.recv() {
+        match out {
+            EngineOutput::Changes { time, updates } => {
+                if time > end.load(Ordering::SeqCst) {
+                    continue;
+                }
+                // Per key: the row present after this time, if any.
+                let mut now: BTreeMap<(RuleId, GroupKey), Option<Severity>> = BTreeMap::new();
+                for u in updates {
+                    let entry = now.entry((u.rule, u.key)).or_insert(None);
+                    if u.diff > 0 {
+                        *entry = Some(u.row.severity);
+                    }
+                }
+                for (k, present) in now {
+                    match (present, open.get_mut(&k)) {
+                        (Some(s), Some(i)) => i.highest = i.highest.max(s),
+                        (Some(s), None) => {
+                            open.insert(
+                                k,
+                                SeverityInterval {
+                                    raised: time,
+                                    cleared: None,
+                                    rule: k.0,
+                                    key: k.1,
+                                    severity: s,
+                                    highest: s,
+                                },
+                            );
+                        }
+                        (None, _) => {
+                            if let Some(mut i) = open.remove(&k) {
+                                i.cleared = Some(time);
+                                done.push(i);
+                            }
+                        }
+                    }
+                }
+            }
+            EngineOutput::Complete { through } => {
+                if through > end.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            EngineOutput::Stopped { reason } => {
+                return Err(format!("the engine stopped before the end: {reason}"))
+            }
+        }
+    }
+    done.extend(open.into_values());
+    done.sort();
+    Ok(done)
 }
 
 /// SHA-256 of `data` as lowercase hex (FIPS 180-4), for comparing alert sets

@@ -6,7 +6,7 @@
 //! at batch boundaries, not at every instant.
 
 use super::{load_rules, replicate, ReplayOptions};
-use jingzhi_rules::event::{parse_ndjson, Event, Location, ParseContext};
+use jingzhi_rules::event::{parse_ndjson, Body, Event, Location, ParseContext};
 use jingzhi_rules::plan::{term_input, GroupBy, RulePlan, TermStats, Window};
 use jingzhi_rules::space::Reference;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,10 +22,11 @@ pub struct NaiveReport {
     pub changes: usize,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
     Cell(u32),
     District(jingzhi_rules::Sym),
+    Entity(String),
 }
 
 fn interval(w: Window, ts: u64, resolution: u64) -> (u64, u64) {
@@ -58,12 +59,15 @@ fn alerts_at(
                     None => continue,
                 },
             };
-            let key = match rule.group_by {
-                GroupBy::Cell => Key::Cell(cell),
-                GroupBy::District => match reference.district_of(cell) {
+            let key = match (rule.group_by, &e.body) {
+                (GroupBy::Cell, _) => Key::Cell(cell),
+                (GroupBy::District, _) => match reference.district_of(cell) {
                     Some(d) => Key::District(d),
                     None => continue,
                 },
+                (GroupBy::Segment, Body::Traffic(t)) => Key::Entity(t.segment_id.to_string()),
+                (GroupBy::Sensor, Body::Sensor(x)) => Key::Entity(x.sensor_id.to_string()),
+                _ => continue,
             };
             for (i, term) in rule.terms.iter().enumerate() {
                 let (start, end) = interval(term.window, e.ts, resolution);
@@ -72,9 +76,9 @@ fn alerts_at(
                 }
                 if let Some(x) = term_input(term, e) {
                     per_key
-                        .entry(key)
+                        .entry(key.clone())
                         .or_insert_with(|| vec![TermStats::default(); rule.terms.len()])[i]
-                        .merge(&TermStats::of(x));
+                        .merge(&TermStats::of(x, e.ts));
                 }
             }
         }

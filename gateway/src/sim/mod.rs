@@ -692,6 +692,7 @@ impl Simulator {
                 incident_id: incident_id.into(),
                 kind: sym(incident.kind),
                 severity: Some(incident.severity.clamp(1, 4)),
+                segment_id: None,
                 description: Some(incident.description.into()),
             }),
         });
