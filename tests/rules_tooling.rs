@@ -498,7 +498,7 @@ async fn a_changed_rule_updates_its_alert_in_place_and_leaves_others_alone() {
         .unwrap()
         .starts_with("startup "));
     assert_eq!(history[1]["source"], red.as_str());
-    assert_eq!(history[1]["origin"], "api");
+    assert_eq!(history[1]["origin"], "api by anonymous");
     assert!(history[1]["published_at"].as_u64().unwrap() > 0);
 }
 
@@ -540,10 +540,11 @@ async fn a_deleted_rule_clears_its_alerts() {
     assert_eq!(status, 404);
     assert_eq!(reply["error"]["code"], "not_found");
 
-    // Publishing it again continues its version numbers.
+    // Publishing it again continues its version numbers after the
+    // deletion, which took number 2.
     let (status, reply) = put_rule(&server, "flood_watch", FLOOD_WATCH).await;
     assert_eq!(status, 201, "{reply}");
-    assert_eq!(reply["version"], 2);
+    assert_eq!(reply["version"], 3);
 
     // A rule may name an installed rule in `inhibited by` …
     let quiet = ANY_WATER.replace("}\n", "  inhibited by flood_watch\n}\n");
@@ -700,17 +701,7 @@ impl Logged {
                 s.push('\n');
             }
         });
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("jingzhi exited before listening")
-                .expect("read stdout");
-            if let Some(rest) = line.strip_prefix("jingzhi: listening on http://") {
-                break rest.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let addr = listening_address(&mut child);
         Logged {
             child,
             base: format!("http://{addr}"),

@@ -6,6 +6,7 @@
 //! new version of a rule updates its alerts in place instead of clearing and
 //! raising them again.
 
+use crate::store::OperatorState;
 use jingzhi_dataflow::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
 use jingzhi_rules::event::json_string;
 use jingzhi_rules::plan::{
@@ -55,10 +56,42 @@ pub struct Alert {
     pub labels: BTreeMap<String, String>,
     pub evidence: Vec<Evidence>,
     pub summary: String,
+    /// What operators did about the alert's incident.
+    pub operator: Operator,
+    /// Covered by a silence: shown, but not to be announced.
+    pub silenced: bool,
+    /// The silences covering it.
+    pub silences: Vec<i64>,
     #[serde(skip)]
     rule_id: RuleId,
     #[serde(skip)]
     row: AlertRow,
+}
+
+/// An alert's operator state, with a one-word summary for lists:
+/// `false_alarm`, `resolved`, `assigned`, `acknowledged` or `new`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Operator {
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub detail: OperatorState,
+}
+
+impl Operator {
+    pub fn new(detail: OperatorState) -> Operator {
+        let state = if detail.false_alarm {
+            "false_alarm"
+        } else if detail.resolved_at.is_some() {
+            "resolved"
+        } else if detail.assigned_to.is_some() {
+            "assigned"
+        } else if detail.acknowledged_at.is_some() {
+            "acknowledged"
+        } else {
+            "new"
+        };
+        Operator { state, detail }
+    }
 }
 
 /// What happened to an alert.
@@ -173,10 +206,92 @@ impl AlertBook {
         counts
     }
 
+    /// Numbers the next change `seq + 1` (after a restart: the last change
+    /// recorded before it).
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// Takes the next sequence number for a change made outside the book.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Active alerts, unsorted.
+    pub fn iter(&self) -> impl Iterator<Item = &Alert> {
+        self.active.values()
+    }
+
+    /// Changes an active alert in place without a change (before its
+    /// change is published, e.g. to attach operator state to a raise).
+    pub fn annotate(&mut self, id: &str, f: impl FnOnce(&mut Alert)) -> Option<&Alert> {
+        let alert = self.active.get_mut(id)?;
+        f(alert);
+        Some(alert)
+    }
+
+    /// Changes an active alert and numbers the result as an `updated`
+    /// change at `time` (an operator action, a silence); `None` when the
+    /// alert is not active or `f` changed nothing.
+    pub fn amend(&mut self, id: &str, time: Time, f: impl FnOnce(&mut Alert)) -> Option<Change> {
+        let alert = self.active.get_mut(id)?;
+        let before = alert.clone();
+        f(alert);
+        if *alert == before {
+            return None;
+        }
+        alert.updated_at = alert.updated_at.max(time);
+        self.seq += 1;
+        Some(Change {
+            kind: ChangeKind::Updated,
+            seq: self.seq,
+            time,
+            alert: alert.clone(),
+        })
+    }
+
+    /// Takes an alert out of the active set and numbers its `cleared`
+    /// change (recovery: an alert the store had active that the replayed
+    /// events no longer raise).
+    pub fn force_clear(&mut self, alert: Alert, time: Time) -> Change {
+        self.active.remove(&alert.id);
+        let mut alert = alert;
+        alert.cleared_at = Some(time);
+        alert.updated_at = time;
+        self.seq += 1;
+        Change {
+            kind: ChangeKind::Cleared,
+            seq: self.seq,
+            time,
+            alert,
+        }
+    }
+
+    /// Numbers a change for an alert already in the active set as it is
+    /// now (recovery: the alert differs from, or is missing in, the store).
+    pub fn renumber(&mut self, id: &str, kind: ChangeKind, time: Time) -> Option<Change> {
+        let alert = self.active.get(id)?.clone();
+        self.seq += 1;
+        Some(Change {
+            kind,
+            seq: self.seq,
+            time,
+            alert,
+        })
+    }
+
     /// `{"type":"snapshot","seq":N,"alerts":[…]}`
-    pub fn snapshot_json(&self, resync: bool) -> String {
-        let alerts = serde_json::to_string(&self.alerts()).unwrap_or_else(|_| "[]".into());
-        let resync = if resync { ",\"resync\":true" } else { "" };
+    /// `resync` names why a client that had a feed gets a snapshot again
+    /// (`lagged`, `since_unavailable`); `visible` picks the alerts the
+    /// client may see.
+    pub fn snapshot_json(&self, resync: Option<&str>, visible: impl Fn(&Alert) -> bool) -> String {
+        let shown: Vec<&Alert> = self.alerts().into_iter().filter(|a| visible(a)).collect();
+        let alerts = serde_json::to_string(&shown).unwrap_or_else(|_| "[]".into());
+        let resync = match resync {
+            Some(reason) => format!(",\"resync\":true,\"reason\":\"{reason}\""),
+            None => String::new(),
+        };
         format!(
             "{{\"type\":\"snapshot\",\"seq\":{}{resync},\"alerts\":{alerts}}}",
             self.seq
@@ -212,7 +327,7 @@ impl AlertBook {
                     if old.rule_id == rule_id && old.row == row {
                         continue;
                     }
-                    let alert = build_alert(
+                    let mut alert = build_alert(
                         &id,
                         rule_id,
                         key,
@@ -222,6 +337,9 @@ impl AlertBook {
                         old.started_at,
                         time,
                     );
+                    alert.operator = old.operator.clone();
+                    alert.silenced = old.silenced;
+                    alert.silences = old.silences.clone();
                     self.seq += 1;
                     self.active.insert(id, alert.clone());
                     changes.push(Change {
@@ -371,6 +489,12 @@ fn build_alert(
         labels: plan.labels.iter().cloned().collect(),
         evidence,
         summary,
+        operator: Operator::new(OperatorState {
+            alert_id: id.to_string(),
+            ..OperatorState::default()
+        }),
+        silenced: false,
+        silences: Vec::new(),
         rule_id,
         row,
     }

@@ -2,9 +2,13 @@
 //! the ingest path that HTTP and the demo simulator share.
 
 use crate::alerts::{AlertBook, Change};
+use crate::auth::Auth;
 use crate::config::{ClockMode, ServerConfig};
+use crate::eventlog::{EventLog, LogConfig, Recovery};
+use crate::masking::Masker;
 use crate::metrics::Metrics;
 use crate::rules_load;
+use crate::store::{Store, StoreConfig, StoredSilence};
 use jingzhi_dataflow::{
     Engine, EngineConfig, EngineError, EngineOutput, RuleId, Time, WindowConfig,
 };
@@ -25,8 +29,24 @@ pub fn now_ms() -> Time {
         .map_or(0, |d| d.as_millis() as Time)
 }
 
-/// A feed message with its sequence number.
-pub type FeedItem = (u64, Arc<str>);
+/// A feed message with its sequence number and the district of its alert
+/// (clients limited to districts see only theirs).
+#[derive(Clone, Debug)]
+pub struct FeedItem {
+    pub seq: u64,
+    pub district: Option<Arc<str>>,
+    pub text: Arc<str>,
+}
+
+impl FeedItem {
+    pub fn of(change: &Change) -> FeedItem {
+        FeedItem {
+            seq: change.seq,
+            district: change.alert.district.as_deref().map(Arc::from),
+            text: Arc::from(change.to_json()),
+        }
+    }
+}
 
 /// A rule as installed in the engine.
 #[derive(Clone, Debug)]
@@ -44,6 +64,12 @@ pub enum StartError {
     Rules(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Log(#[from] crate::eventlog::LogError),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What ingest did with a batch of parsed events.
@@ -62,6 +88,18 @@ pub struct App {
     pub config: ServerConfig,
     pub engine: Engine,
     pub metrics: Metrics,
+    /// Alert history, incidents and operator state, silences, rule
+    /// versions, audit (in memory without a data directory).
+    pub store: Store,
+    /// Accepted events, for recovery (only with a data directory).
+    pub log: Option<EventLog>,
+    pub masker: Masker,
+    pub auth: Auth,
+    /// The silences in force, as the store has them.
+    pub silences: RwLock<Vec<StoredSilence>>,
+    /// Set while the event log is replayed: the alert book follows the
+    /// engine, but nothing is recorded or sent to clients.
+    pub(crate) recovering: AtomicBool,
     pub book: Mutex<AlertBook>,
     pub feed: broadcast::Sender<FeedItem>,
     /// Every alert change at a time before this value has been published.
@@ -87,13 +125,18 @@ pub struct App {
 }
 
 impl App {
-    /// Loads reference data and rules, starts the engine and the publisher.
+    /// Loads reference data and rules, opens the store and the event log,
+    /// starts the engine and the publisher, and replays the logged events
+    /// so that the alerts and their operator state are as they were.
     pub async fn start(config: ServerConfig) -> Result<Arc<App>, StartError> {
         let reference = match (&config.reference_data, &config.reference) {
             (Some(given), _) => given.clone(),
             (None, Some(path)) => Reference::load(path).map_err(StartError::Reference)?,
             (None, None) => crate::city::default_reference().map_err(StartError::Reference)?,
         };
+        let auth = Auth::new(&config.auth).map_err(StartError::Config)?;
+        let masker = Masker::new(&config.masking)
+            .map_err(|e| StartError::Config(format!("masking: {e}")))?;
         // Taken before the rules are read: a file changed in between is
         // seen as changed at the first poll (and is a no-op if it was read).
         let watched = config
@@ -102,10 +145,43 @@ impl App {
             .map(crate::watch::Snapshot::take);
         let plans = rules_load::load(&config).map_err(StartError::Rules)?;
 
-        let clock = match config.clock {
+        let store_config = StoreConfig {
+            reopen_window_ms: config.reopen_window_ms,
+        };
+        let (store, log, recovery) = match &config.data_dir {
+            Some(dir) => {
+                let store = Store::open_with(dir, store_config)?;
+                let (log, recovery) = EventLog::open_with(
+                    dir,
+                    LogConfig {
+                        sync: config.sync,
+                        segment_bytes: crate::eventlog::DEFAULT_SEGMENT_BYTES,
+                        grid: reference.grid.clone(),
+                    },
+                )?;
+                (store, Some(log), recovery)
+            }
+            None => (
+                Store::open_in_memory(store_config)?,
+                None,
+                Recovery::default(),
+            ),
+        };
+        if let Some(torn) = &recovery.torn {
+            eprintln!(
+                "jingzhi: event log: cut off an unfinished batch at the end of {} ({} bytes, {} events; it was never acknowledged)",
+                torn.file.display(),
+                torn.bytes,
+                torn.events
+            );
+        }
+
+        let live_clock = match config.clock {
             ClockMode::Wall => now_ms(),
             ClockMode::Event => 0,
         };
+        // Replayed events must enter at the clock they first entered at.
+        let clock = recovery.batches.first().map_or(live_clock, |b| b.clock);
         let engine_config = EngineConfig {
             workers: config.workers.max(1),
             window: WindowConfig {
@@ -132,11 +208,20 @@ impl App {
             .registry
             .register(Box::new(rule_reload_errors.clone()))
             .map_err(|e| StartError::Rules(e.to_string()))?;
+        let mut book = AlertBook::default();
+        book.set_seq(store.last_seq()?);
+        let silences = store.active_silences(now_ms())?;
         let app = Arc::new(App {
             config,
             engine,
             metrics,
-            book: Mutex::new(AlertBook::default()),
+            store,
+            log,
+            masker,
+            auth,
+            silences: RwLock::new(silences),
+            recovering: AtomicBool::new(true),
+            book: Mutex::new(book),
             feed,
             published,
             reference: RwLock::new(reference),
@@ -152,15 +237,7 @@ impl App {
             shutdown,
             started: Instant::now(),
         });
-        for plan in plans {
-            let (name, source, origin) =
-                (plan.name.clone(), plan.source.clone(), plan.origin.clone());
-            app.install_rule(Arc::new(plan)).await?;
-            app.versions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .publish(&name, source, format!("startup {origin}"), now_ms());
-        }
+        app.install_startup_rules(plans).await?;
 
         let publisher = app.clone();
         std::thread::Builder::new()
@@ -168,12 +245,16 @@ impl App {
             .spawn(move || publisher.publish_loop(output, published_tx))
             .map_err(|e| StartError::Engine(EngineError::Start(e.to_string())))?;
 
+        app.recover(recovery).await?;
+
         if app.config.clock == ClockMode::Wall {
             let heart = app.clone();
             tokio::spawn(async move { heart.heartbeat().await });
         }
         let stats = app.clone();
         tokio::spawn(async move { stats.refresh_gauges().await });
+        let housekeeping = app.clone();
+        tokio::spawn(async move { housekeeping.housekeeping().await });
         if let (Some(dir), Some(snapshot)) = (app.config.rules_dir.clone(), watched) {
             let watcher = app.clone();
             tokio::spawn(async move { crate::watch::run(watcher, dir, snapshot).await });
@@ -212,6 +293,11 @@ impl App {
         self.metrics.rules_loaded.set(rules.len() as i64);
     }
 
+    /// The longest time any installed rule looks back.
+    pub fn max_reach(&self) -> u64 {
+        self.max_reach.load(Ordering::Relaxed)
+    }
+
     /// How the parser should judge event times and places right now.
     pub fn parse_context(&self) -> ParseContext {
         let grid = self
@@ -223,8 +309,13 @@ impl App {
         ParseContext::new(grid, now_ms(), self.config.max_future_ms)
     }
 
-    /// Hands parsed events to the engine and moves the clock.
-    pub async fn ingest_events(&self, events: Vec<Event>) -> Result<IngestOutcome, EngineError> {
+    /// Masks personal data in the events, appends them to the event log
+    /// (when there is one, and waits until they are durable), hands them
+    /// to the engine and moves the clock.
+    pub async fn ingest_events(
+        &self,
+        mut events: Vec<Event>,
+    ) -> Result<IngestOutcome, IngestError> {
         if events.is_empty() {
             return Ok(IngestOutcome {
                 clock: self.engine.clock().await,
@@ -234,21 +325,60 @@ impl App {
         let mut per_stream = [0u64; 3];
         let mut stamps = Vec::with_capacity(events.len());
         let mut max_ts = 0;
-        for e in &events {
+        let mut masked = 0;
+        for e in &mut events {
             let s = e.stream().index();
             per_stream[s] += 1;
             stamps.push((s as u8, e.ts));
             max_ts = max_ts.max(e.ts);
+            masked += u64::from(self.masker.mask_event(e));
+        }
+        if masked > 0 {
+            self.metrics.events_masked.inc_by(masked);
         }
         let accepted = events.len();
-        if self.config.clock == ClockMode::Wall {
-            // Bring the clock up to now first: a live event stamped "now"
-            // then arrives at or after its own time and enters its windows
-            // at once, instead of waiting for its time rounded up to the
-            // resolution like an event from the future.
-            self.advance(now_ms()).await?;
-        }
-        let clock = self.engine.send_events(events).await?;
+        let clock = match &self.log {
+            None => {
+                if self.config.clock == ClockMode::Wall {
+                    // Bring the clock up to now first: a live event stamped
+                    // "now" then arrives at or after its own time and enters
+                    // its windows at once, instead of waiting for its time
+                    // rounded up to the resolution like an event from the
+                    // future.
+                    self.advance(now_ms()).await?;
+                }
+                self.engine.send_events(events).await?
+            }
+            Some(log) => {
+                let serialized = EventLog::serialize(&events);
+                let (clock, durable) = {
+                    // The batch is logged with the clock it enters the
+                    // engine at, which cannot move while the gate is held;
+                    // replay after a restart re-enters it at that clock.
+                    let _gate = self.clock_gate.lock().await;
+                    if self.config.clock == ClockMode::Wall {
+                        self.engine.advance(now_ms()).await?;
+                    }
+                    let clock = self.engine.clock().await;
+                    let durable = log.append_serialized(clock, serialized);
+                    self.engine.send_events(events).await?;
+                    (clock, durable)
+                };
+                let started = Instant::now();
+                let logged = durable.await;
+                self.metrics
+                    .event_log_append_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = logged {
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&["event_log_append"])
+                        .inc();
+                    return Err(IngestError::Log(e));
+                }
+                clock
+            }
+        };
         for s in jingzhi_rules::schema::StreamKind::ALL {
             self.metrics
                 .events_accepted
@@ -293,7 +423,7 @@ impl App {
 
     /// Moves the engine clock, never between the two halves of a rule
     /// replacement.
-    async fn advance(&self, clock: Time) -> Result<(), EngineError> {
+    pub(crate) async fn advance(&self, clock: Time) -> Result<(), EngineError> {
         let _gate = self.clock_gate.lock().await;
         self.engine.advance(clock).await
     }
@@ -312,6 +442,14 @@ impl App {
         self.advance(ts)
             .await
             .map_err(|_| WatermarkError::Stopped)?;
+        if let Some(log) = &self.log {
+            // An empty batch at the new clock: replay moves the clock there
+            // too, so windows that closed before a crash close again.
+            let clock = self.engine.clock().await;
+            log.append(clock, &[])
+                .await
+                .map_err(|e| WatermarkError::Log(e.to_string()))?;
+        }
         let clock = self.engine.clock().await;
         self.wait_published(clock, wait).await?;
         Ok(clock)
@@ -422,21 +560,20 @@ impl App {
         };
         let reference = self.reference.read().unwrap_or_else(|e| e.into_inner());
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        let changes: Vec<Change> = book.apply(time, updates, |id| self.engine.plan(id), &reference);
-        for change in &changes {
-            self.metrics
-                .alert_changes
-                .with_label_values(&[change.kind.name()])
-                .inc();
-            // A send error only means that no client is connected.
-            let _ = self.feed.send((change.seq, Arc::from(change.to_json())));
+        let mut changes: Vec<Change> =
+            book.apply(time, updates, |id| self.engine.plan(id), &reference);
+        drop(reference);
+        if self.recovering.load(Ordering::Acquire) {
+            // Replaying the log: these changes were published before the
+            // restart; `recover` reconciles the result with the store.
+            return;
         }
-        for (severity, n) in book.counts() {
-            self.metrics
-                .alerts_active
-                .with_label_values(&[severity.name()])
-                .set(n as i64);
+        for change in &mut changes {
+            if change.kind == crate::alerts::ChangeKind::Raised {
+                self.annotate_raise(&mut book, change);
+            }
         }
+        self.commit(&book, &changes);
         if let Some(at) = since {
             let seconds = at.elapsed().as_secs_f64();
             for _ in &changes {
@@ -444,6 +581,66 @@ impl App {
             }
         }
     }
+
+    /// Records changes in the store, then sends them to clients, then
+    /// updates the metrics. Called with the alert book locked, so that
+    /// changes reach the store and the feed in the order of their numbers.
+    pub(crate) fn commit(&self, book: &AlertBook, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        let stored: Vec<crate::store::StoredChange> = changes
+            .iter()
+            .map(crate::store::StoredChange::from_change)
+            .collect();
+        self.record(&stored);
+        for change in changes {
+            self.metrics
+                .alert_changes
+                .with_label_values(&[change.kind.name()])
+                .inc();
+            // A send error only means that no client is connected.
+            let _ = self.feed.send(FeedItem::of(change));
+        }
+        self.refresh_alert_metrics(book);
+    }
+
+    pub(crate) fn refresh_alert_metrics(&self, book: &AlertBook) {
+        for (severity, n) in book.counts() {
+            self.metrics
+                .alerts_active
+                .with_label_values(&[severity.name()])
+                .set(n as i64);
+        }
+    }
+
+    /// Writes changes to the store; a failure is logged and counted, and
+    /// the changes still go out (an operator must see a raise even when
+    /// the disk is full).
+    pub(crate) fn record(&self, stored: &[crate::store::StoredChange]) {
+        let started = Instant::now();
+        let result = self.store.record_changes(stored);
+        self.metrics
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            self.metrics
+                .store_errors
+                .with_label_values(&["record_changes"])
+                .inc();
+            eprintln!("jingzhi: cannot record alert changes: {e}");
+        }
+    }
+}
+
+/// Why accepted events could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The events reached the engine but are not known to be durable.
+    #[error("{0}")]
+    Log(crate::eventlog::LogError),
 }
 
 /// Why a watermark request did not complete.
@@ -453,6 +650,8 @@ pub enum WatermarkError {
     Stopped,
     #[error("alert changes were not published in time")]
     Timeout,
+    #[error("{0}")]
+    Log(String),
 }
 
 /// One published version of a rule.
@@ -510,6 +709,44 @@ impl RuleVersions {
         });
         history.deleted_at = None;
         version
+    }
+
+    /// Records a version numbered elsewhere (by the store).
+    pub fn publish_numbered(
+        &mut self,
+        name: &str,
+        version: u32,
+        source: String,
+        origin: String,
+        now: Time,
+    ) {
+        let history = self.rules.entry(name.to_string()).or_default();
+        history.versions.push(RuleVersion {
+            version,
+            source,
+            published_at: now,
+            origin,
+        });
+        history.deleted_at = None;
+    }
+
+    /// The history the store kept: publications and deletions in order.
+    pub fn from_store(stored: &[crate::store::RuleVersion]) -> RuleVersions {
+        let mut versions = RuleVersions::default();
+        for v in stored {
+            if v.deleted {
+                versions.delete(&v.name, v.published_at);
+            } else {
+                versions.publish_numbered(
+                    &v.name,
+                    v.version,
+                    v.source.clone(),
+                    v.published_by.clone(),
+                    v.published_at,
+                );
+            }
+        }
+        versions
     }
 
     /// Records that a rule was deleted.
@@ -665,11 +902,7 @@ impl App {
             self.install_rule(Arc::new(plan))
                 .await
                 .map_err(RuleEditError::Engine)?;
-            let version = self
-                .versions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .publish(&name, recorded, origin, now_ms());
+            let version = self.record_version(&name, recorded, origin);
             outcome
                 .published
                 .push((name, version, installed_source.is_none()));
@@ -688,16 +921,62 @@ impl App {
                     .remove_rule(rule.id)
                     .await
                     .map_err(RuleEditError::Engine)?;
-                self.versions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .delete(name, now_ms());
+                self.record_deletion(name, &edit.origin);
                 outcome.removed.push(name.clone());
             }
         }
         self.rules_changed();
         outcome.sources = sources;
         Ok(outcome)
+    }
+}
+
+impl App {
+    /// Records a new version of a rule, numbered and kept by the store
+    /// (so numbers continue across restarts), and returns its number.
+    pub(crate) fn record_version(&self, name: &str, source: String, origin: String) -> u32 {
+        let now = now_ms();
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        match self
+            .store
+            .record_rule_version(name, &source, &origin, now, false)
+        {
+            Ok(version) => {
+                versions.publish_numbered(name, version, source, origin.clone(), now);
+                drop(versions);
+                self.audit(
+                    &origin,
+                    "rule.publish",
+                    name,
+                    serde_json::json!({"version": version}),
+                );
+                version
+            }
+            Err(e) => {
+                self.metrics
+                    .store_errors
+                    .with_label_values(&["record_rule_version"])
+                    .inc();
+                eprintln!("jingzhi: cannot record rule `{name}`: {e}");
+                versions.publish(name, source, origin, now)
+            }
+        }
+    }
+
+    pub(crate) fn record_deletion(&self, name: &str, origin: &str) {
+        let now = now_ms();
+        if let Err(e) = self.store.record_rule_version(name, "", origin, now, true) {
+            self.metrics
+                .store_errors
+                .with_label_values(&["record_rule_version"])
+                .inc();
+            eprintln!("jingzhi: cannot record the deletion of rule `{name}`: {e}");
+        }
+        self.audit(origin, "rule.delete", name, serde_json::json!({}));
+        self.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .delete(name, now);
     }
 }
 

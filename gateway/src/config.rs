@@ -1,8 +1,32 @@
 //! Settings of a running server, after flags have been parsed and checked.
 
+use crate::auth::AuthConfig;
+use crate::eventlog::SyncPolicy;
+use crate::masking::MaskPattern;
 use jingzhi_rules::space::Reference;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// The default `interval` sync policy: fsync at most this often.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
+
+/// Parses a sync policy: `always`, `never`, or `interval` / `interval:50ms`.
+pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy, String> {
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        "interval" => Ok(SyncPolicy::Interval(std::time::Duration::from_millis(
+            DEFAULT_SYNC_INTERVAL_MS,
+        ))),
+        other => match other.strip_prefix("interval:") {
+            Some(d) => jingzhi_rules::time::parse_duration(d)
+                .map(|ms| SyncPolicy::Interval(std::time::Duration::from_millis(ms.max(1)))),
+            None => Err(format!(
+                "unknown sync policy `{other}` (expected always, interval, interval:DURATION or never)"
+            )),
+        },
+    }
+}
 
 /// Where the engine clock comes from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,6 +90,25 @@ pub struct ServerConfig {
     pub ws_send_timeout_ms: u64,
     /// Keep at least this much event history for rules added while running.
     pub min_history_ms: u64,
+    /// Where the store (`jingzhi.db`) and the event log (`log/`) live;
+    /// without one, alert history and operator state are kept in memory
+    /// and accepted events are not logged.
+    pub data_dir: Option<PathBuf>,
+    /// When the event log forces appended batches to disk.
+    pub sync: SyncPolicy,
+    /// The event log keeps at least this much (engine-clock) time, and
+    /// always the longest window in use.
+    pub log_retention_ms: u64,
+    /// Alert changes older than this are deleted from the store (the
+    /// incidents and their operator state stay).
+    pub history_retention_ms: u64,
+    /// An alert raised again within this long after its clear continues
+    /// its incident (same operator state): flapping is one incident.
+    pub reopen_window_ms: u64,
+    /// API tokens and what they may do; no tokens: access control is off.
+    pub auth: AuthConfig,
+    /// Personal-data patterns masked in incident descriptions.
+    pub masking: Vec<MaskPattern>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +129,195 @@ impl Default for ServerConfig {
             ws_buffer: 4096,
             ws_send_timeout_ms: 10_000,
             min_history_ms: 0,
+            data_dir: None,
+            sync: SyncPolicy::Interval(std::time::Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS)),
+            log_retention_ms: 3_600_000,
+            history_retention_ms: 30 * 86_400_000,
+            reopen_window_ms: crate::store::DEFAULT_REOPEN_WINDOW_MS,
+            auth: AuthConfig::default(),
+            masking: MaskPattern::china_defaults(),
         }
+    }
+}
+
+/// Masking settings in the config file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Keep the built-in patterns (resident ID numbers, mobile numbers,
+    /// licence plates); the listed patterns are applied after them.
+    #[serde(default = "yes")]
+    pub defaults: bool,
+    #[serde(default)]
+    pub patterns: Vec<MaskPattern>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The config file (`jingzhi serve --config FILE`, TOML). Every setting is
+/// optional; command-line flags override it. Durations are written like
+/// rule durations (`90s`, `15m`, `1h`). Relative paths are relative to
+/// the file.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub clock: Option<ClockMode>,
+    pub lateness: Option<String>,
+    pub workers: Option<usize>,
+    pub rules: Option<PathBuf>,
+    pub reference: Option<PathBuf>,
+    pub resolution: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub max_future: Option<String>,
+    pub ws_buffer: Option<usize>,
+    pub ws_send_timeout: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `always`, `interval`, `interval:20ms` or `never`.
+    pub sync: Option<String>,
+    pub log_retention: Option<String>,
+    pub history_retention: Option<String>,
+    pub reopen_window: Option<String>,
+    pub auth: Option<AuthConfig>,
+    pub masking: Option<MaskingConfig>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file, the line and
+    /// the setting.
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let mut file: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for p in [&mut file.rules, &mut file.reference, &mut file.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(file)
+    }
+
+    /// Applies the file's settings over `config`; an error names the setting.
+    pub fn apply(self, config: &mut ServerConfig) -> Result<(), String> {
+        fn duration(setting: &str, text: &str) -> Result<u64, String> {
+            jingzhi_rules::time::parse_duration(text)
+                .map_err(|e| format!("setting `{setting}`: {e}"))
+        }
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.clock {
+            config.clock = v;
+        }
+        if let Some(v) = &self.lateness {
+            config.lateness_ms = duration("lateness", v)?;
+        }
+        if let Some(v) = self.workers {
+            if v == 0 {
+                return Err("setting `workers`: must be at least 1".into());
+            }
+            config.workers = v;
+        }
+        if let Some(v) = self.rules {
+            config.rules_dir = Some(v);
+        }
+        if let Some(v) = self.reference {
+            config.reference = Some(v);
+        }
+        if let Some(v) = &self.resolution {
+            config.resolution_ms = duration("resolution", v)?.max(1);
+        }
+        if let Some(v) = self.max_body_bytes {
+            config.max_body_bytes = v;
+        }
+        if let Some(v) = &self.max_future {
+            config.max_future_ms = duration("max_future", v)?;
+        }
+        if let Some(v) = self.ws_buffer {
+            config.ws_buffer = v.max(16);
+        }
+        if let Some(v) = &self.ws_send_timeout {
+            config.ws_send_timeout_ms = duration("ws_send_timeout", v)?;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = Some(v);
+        }
+        if let Some(v) = &self.sync {
+            config.sync = parse_sync_policy(v).map_err(|e| format!("setting `sync`: {e}"))?;
+        }
+        if let Some(v) = &self.log_retention {
+            config.log_retention_ms = duration("log_retention", v)?;
+        }
+        if let Some(v) = &self.history_retention {
+            config.history_retention_ms = duration("history_retention", v)?;
+        }
+        if let Some(v) = &self.reopen_window {
+            config.reopen_window_ms = duration("reopen_window", v)?;
+        }
+        if let Some(auth) = self.auth {
+            crate::auth::Auth::new(&auth).map_err(|e| format!("setting `{e}"))?;
+            config.auth = auth;
+        }
+        if let Some(masking) = self.masking {
+            let mut patterns = if masking.defaults {
+                MaskPattern::china_defaults()
+            } else {
+                Vec::new()
+            };
+            patterns.extend(masking.patterns);
+            crate::masking::Masker::new(&patterns)
+                .map_err(|e| format!("setting `masking`: {e}"))?;
+            config.masking = patterns;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config = ServerConfig::default();
+        file.apply(&mut config)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn settings_apply_and_errors_name_them() {
+        let c = parse(
+            "clock = \"event\"\nlateness = \"30s\"\nsync = \"always\"\nreopen_window = \"2m\"\n\
+             [[auth.tokens]]\nname = \"值班员\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nroles = [\"operator\"]\ndistricts = [\"110105\"]\n\
+             [masking]\ndefaults = false\n[[masking.patterns]]\nname = \"email\"\nregex = \"[a-z]+@[a-z.]+\"\nkeep_prefix = 1\nkeep_suffix = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.clock, ClockMode::Event);
+        assert_eq!(c.lateness_ms, 30_000);
+        assert_eq!(c.sync, SyncPolicy::Always);
+        assert_eq!(c.reopen_window_ms, 120_000);
+        assert_eq!(c.auth.tokens.len(), 1);
+        assert_eq!(c.masking.len(), 1);
+        let e = parse("lateness = \"soon\"").unwrap_err();
+        assert!(e.contains("`lateness`"), "{e}");
+        let e = parse("sync = \"sometimes\"").unwrap_err();
+        assert!(e.contains("`sync`"), "{e}");
+        let e = parse("colour = \"red\"").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e = parse("[[auth.tokens]]\nname = \"x\"\nsha256 = \"12\"\nroles = [\"operator\"]")
+            .unwrap_err();
+        assert!(e.contains("auth.tokens[0].sha256"), "{e}");
+        let e = parse(
+            "[[masking.patterns]]\nname = \"x\"\nregex = \"(\"\nkeep_prefix = 0\nkeep_suffix = 0",
+        )
+        .unwrap_err();
+        assert!(e.contains("masking"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! `jingzhi demo` and `jingzhi simulate`: the built-in city, live or on file.
 
 use crate::app::now_ms;
+use crate::auth::{AuthConfig, Role, TokenEntry};
 use crate::config::{ClockMode, ServerConfig};
 use crate::serve::{self, ServeError};
 use crate::sim::{self, Schedule, Simulator};
@@ -15,8 +16,17 @@ include!(concat!(env!("OUT_DIR"), "/examples.rs"));
 const FEED_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs the server on the wall clock, fed live by the simulator.
-pub async fn run(mut config: ServerConfig, seed: u64) -> Result<(), ServeError> {
+pub async fn run(mut config: ServerConfig, seed: u64, secure: bool) -> Result<(), ServeError> {
     let city = sim::beijing_city(seed);
+    let tokens = if secure {
+        demo_tokens().map_err(ServeError::Io)?
+    } else {
+        Vec::new()
+    };
+    config.auth = AuthConfig {
+        tokens: tokens.iter().map(|(entry, _)| entry.clone()).collect(),
+        open_reads: false,
+    };
     config.clock = ClockMode::Wall;
     config.reference_data = Some(city.reference());
     if config.rules_dir.is_none() {
@@ -27,11 +37,34 @@ pub async fn run(mut config: ServerConfig, seed: u64) -> Result<(), ServeError> 
     }
     let running = serve::start(config).await?;
     println!("jingzhi: listening on http://{}", running.addr);
-    println!(
-        "京智 Jingzhi demo: open http://{}/ — a simulated Beijing with {} rules; alerts appear within a minute. Ctrl-C to stop.",
-        running.addr,
-        running.app.rules.read().map(|r| r.len()).unwrap_or(0)
-    );
+    let rules = running.app.rules.read().map(|r| r.len()).unwrap_or(0);
+    match tokens.first() {
+        None => println!(
+            "京智 Jingzhi demo: open http://{}/ — a simulated Beijing with {rules} rules; alerts appear within a minute. Ctrl-C to stop.",
+            running.addr
+        ),
+        Some((_, admin)) => {
+            println!(
+                "京智 Jingzhi demo: open http://{}/#token={admin} — a simulated Beijing with {rules} rules; alerts appear within a minute. Ctrl-C to stop.",
+                running.addr
+            );
+            println!("API tokens made for this run (send as `Authorization: Bearer TOKEN`; `--open` turns access control off):");
+            for (entry, token) in &tokens {
+                let roles: Vec<&str> = entry.roles.iter().map(|r| r.name()).collect();
+                let scope = entry
+                    .districts
+                    .as_ref()
+                    .map_or("all districts".to_string(), |d| d.join(","));
+                println!(
+                    "  {:<8} {:<14} {:<14} {token}  http://{}/#token={token}",
+                    roles.join(","),
+                    entry.name,
+                    scope,
+                    running.addr
+                );
+            }
+        }
+    }
     let app = running.app.clone();
     let mut simulator = Simulator::new(&city, seed, now_ms(), Schedule::Demo);
     tokio::spawn(async move {
@@ -50,6 +83,32 @@ pub async fn run(mut config: ServerConfig, seed: u64) -> Result<(), ServeError> 
         }
     });
     running.until_signal().await
+}
+
+/// One token per role for a demo run: a duty lead (admin), an operator
+/// of 朝阳区 only, a rule author, and a feed (ingest). Admin first.
+fn demo_tokens() -> std::io::Result<Vec<(TokenEntry, String)>> {
+    let people: [(&str, Role, Option<&str>); 4] = [
+        ("值班长", Role::Admin, None),
+        ("朝阳区值班员", Role::Operator, Some("110105")),
+        ("规则工程师", Role::Author, None),
+        ("数据接入", Role::Ingest, None),
+    ];
+    people
+        .into_iter()
+        .map(|(name, role, district)| {
+            let token = crate::auth::new_token()?;
+            Ok((
+                TokenEntry {
+                    name: name.to_string(),
+                    sha256: crate::auth::hash_token(&token),
+                    roles: vec![role],
+                    districts: district.map(|d| vec![d.to_string()]),
+                },
+                token,
+            ))
+        })
+        .collect()
 }
 
 /// `jingzhi simulate`: writes events and reference data to files.

@@ -222,6 +222,14 @@ struct Queue {
     failed: Option<String>,
 }
 
+/// Events serialised for the log, waiting for their clock.
+#[derive(Clone, Debug)]
+pub struct SerializedBatch {
+    count: usize,
+    max_ts: u64,
+    body: String,
+}
+
 struct Pending {
     clock: u64,
     count: usize,
@@ -424,24 +432,54 @@ impl EventLog {
         done.blocking_recv().map_err(|_| LogError::Closed)?
     }
 
-    /// Serialises and queues a batch; the receiver hears when it is durable.
-    fn enqueue(
-        &self,
-        clock: u64,
-        events: &[Event],
-    ) -> Result<oneshot::Receiver<Result<u64, LogError>>, LogError> {
+    /// Serialises events for [`EventLog::append_serialized`]: the costly
+    /// half of an append, which needs no clock and can run before the
+    /// caller knows the clock the batch will carry.
+    pub fn serialize(events: &[Event]) -> SerializedBatch {
         let mut body = String::with_capacity(events.len() * 160);
         let mut max_ts = 0;
         for e in events {
             e.write_json(&mut body);
             max_ts = max_ts.max(e.ts);
         }
-        let (done, receiver) = oneshot::channel();
-        let pending = Pending {
-            clock,
+        SerializedBatch {
             count: events.len(),
             max_ts,
             body,
+        }
+    }
+
+    /// [`EventLog::append`] of a batch serialised beforehand; queued when
+    /// called, so batch numbers follow call order.
+    pub fn append_serialized(
+        &self,
+        clock: u64,
+        batch: SerializedBatch,
+    ) -> impl Future<Output = Result<u64, LogError>> + Send + 'static {
+        let queued = self.enqueue_serialized(clock, batch);
+        async move { queued?.await.map_err(|_| LogError::Closed)? }
+    }
+
+    /// Serialises and queues a batch; the receiver hears when it is durable.
+    fn enqueue(
+        &self,
+        clock: u64,
+        events: &[Event],
+    ) -> Result<oneshot::Receiver<Result<u64, LogError>>, LogError> {
+        self.enqueue_serialized(clock, EventLog::serialize(events))
+    }
+
+    fn enqueue_serialized(
+        &self,
+        clock: u64,
+        batch: SerializedBatch,
+    ) -> Result<oneshot::Receiver<Result<u64, LogError>>, LogError> {
+        let (done, receiver) = oneshot::channel();
+        let pending = Pending {
+            clock,
+            count: batch.count,
+            max_ts: batch.max_ts,
+            body: batch.body,
             done,
         };
         let shared = &self.inner.shared;

@@ -2,7 +2,9 @@
 //! it on any listener.
 
 use crate::app::App;
+use crate::auth::Access;
 use crate::config::ClockMode;
+use crate::operator_api::{self, authorize, Token};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -65,6 +67,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/ws", get(crate::ws::upgrade))
         .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/history", get(operator_api::history))
+        .route("/api/v1/alerts/{id}/{action}", post(operator_api::act))
+        .route(
+            "/api/v1/silences",
+            get(operator_api::list_silences).post(operator_api::create_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(operator_api::end_silence),
+        )
+        .route("/api/v1/stats", get(operator_api::stats))
+        .route("/api/v1/audit", get(operator_api::audit))
+        .route("/api/v1/whoami", get(operator_api::whoami))
         .route("/api/v1/status", get(status))
         .route("/api/v1/rules", get(crate::rules_api::list))
         .route("/api/v1/rules/validate", post(crate::rules_api::validate))
@@ -101,9 +116,17 @@ struct RejectedLine {
 /// Rejected lines listed in a reply; the count covers all of them.
 const MAX_LISTED_REJECTIONS: usize = 1000;
 
-async fn ingest(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn ingest(
+    State(app): State<Arc<App>>,
+    token: Token,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
-    let response = match ingest_body(&app, body).await {
+    let response = match authorize(&app, &token, Access::Ingest) {
+        Err(e) => Err(e),
+        Ok(_) => ingest_body(&app, body).await,
+    };
+    let response = match response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -152,10 +175,11 @@ async fn ingest_body(
             .inc();
     }
     let rejected = parsed.rejected.len();
-    let outcome = app
-        .ingest_events(parsed.events)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let outcome = app.ingest_events(parsed.events).await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "{e}; the batch was not acknowledged, send it again"
+        ))
+    })?;
     let listed: Vec<RejectedLine> = parsed
         .rejected
         .into_iter()
@@ -193,8 +217,10 @@ struct WatermarkRequest {
 
 async fn watermark(
     State(app): State<Arc<App>>,
+    token: Token,
     body: Result<Json<WatermarkRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Ingest)?;
     let Json(req) = body?;
     if app.config.clock != ClockMode::Event {
         return Err(ApiError::new(
@@ -221,20 +247,28 @@ async fn watermark(
     Ok(Json(json!({"clock": clock, "seq": seq})))
 }
 
-async fn list_alerts(State(app): State<Arc<App>>) -> Response {
+async fn list_alerts(State(app): State<Arc<App>>, token: Token) -> Result<Response, ApiError> {
+    let who = authorize(&app, &token, Access::Read)?;
     let clock = app.published_clock();
     let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
-    let body = json!({"seq": book.seq(), "clock": clock, "alerts": book.alerts()});
+    let alerts: Vec<_> = book
+        .alerts()
+        .into_iter()
+        .filter(|a| who.sees(a.district.as_deref()))
+        .collect();
+    let body = json!({"seq": book.seq(), "clock": clock, "alerts": alerts});
     drop(book);
-    Json(body).into_response()
+    Ok(Json(body).into_response())
 }
 
 async fn get_alert(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let who = authorize(&app, &token, Access::Read)?;
     let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
-    match book.get(&id) {
+    match book.get(&id).filter(|a| who.sees(a.district.as_deref())) {
         Some(a) => Ok(Json(a).into_response()),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -244,10 +278,14 @@ async fn get_alert(
     }
 }
 
-async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+async fn status(
+    State(app): State<Arc<App>>,
+    token: Token,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Read)?;
     let rules = app.rules.read().unwrap_or_else(|e| e.into_inner()).len();
     let active = app.book.lock().unwrap_or_else(|e| e.into_inner()).len();
-    Json(json!({
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "clock_mode": app.config.clock.name(),
         "clock": app.published_clock(),
@@ -256,7 +294,9 @@ async fn status(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "alerts_active": active,
         "ready": app.is_ready(),
         "uptime_s": app.started.elapsed().as_secs(),
-    }))
+        "durable": app.log.is_some(),
+        "auth": app.auth.enabled(),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -295,9 +335,11 @@ async fn apply_reference(
 
 async fn put_sensor(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(id): Path<String>,
     body: Result<Json<SensorBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Ingest)?;
     let Json(b) = body?;
     let kind = b.kind.as_deref().map(entity_id).transpose()?;
     let change = ReferenceChange::UpsertSensor(SensorRef {
@@ -311,8 +353,10 @@ async fn put_sensor(
 
 async fn delete_sensor(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Ingest)?;
     let id = Sym::lookup(&id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -325,9 +369,11 @@ async fn delete_sensor(
 
 async fn put_segment(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(id): Path<String>,
     body: Result<Json<SegmentBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Ingest)?;
     let Json(b) = body?;
     let change = ReferenceChange::UpsertSegment(SegmentRef {
         id: entity_id(&id)?,
@@ -340,8 +386,10 @@ async fn put_segment(
 
 async fn delete_segment(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &token, Access::Ingest)?;
     let id = Sym::lookup(&id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

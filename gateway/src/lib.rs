@@ -18,6 +18,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod auth;
 pub mod backtest;
 pub mod bench;
 pub mod city;
@@ -27,6 +28,8 @@ pub mod eventlog;
 pub mod http;
 pub mod masking;
 pub mod metrics;
+pub mod operator_api;
+pub mod recovery;
 pub mod rules_api;
 pub mod rules_cli;
 pub mod rules_load;
@@ -35,4 +38,5 @@ pub mod serve;
 pub mod sim;
 pub mod store;
 pub mod watch;
+pub mod workflow;
 pub mod ws;

@@ -1,7 +1,7 @@
 //! `jingzhi`: parse the command line, check it, run the command.
 
 use clap::{Args, Parser, Subcommand};
-use jingzhi_gateway::config::{ClockMode, ServerConfig};
+use jingzhi_gateway::config::{ClockMode, FileConfig, ServerConfig};
 use jingzhi_gateway::{bench, demo, rules_cli, serve};
 use jingzhi_rules::time::parse_duration;
 use std::net::SocketAddr;
@@ -37,6 +37,46 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Make API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new random token and the config-file entry (with its hash) that grants it.
+    New {
+        /// Who will use it (recorded as the actor of what it does).
+        #[arg(long)]
+        name: String,
+        /// ingest, operator, author or admin (repeat or separate with commas).
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<jingzhi_gateway::auth::Role>,
+        /// Limit it to these district codes (repeat or separate with commas).
+        #[arg(long = "district", value_delimiter = ',')]
+        districts: Vec<String>,
+    },
+}
+
+fn token_new(name: &str, roles: &[jingzhi_gateway::auth::Role], districts: &[String]) -> ExitCode {
+    let token = match jingzhi_gateway::auth::new_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("jingzhi: cannot read random bytes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entry = jingzhi_gateway::auth::TokenEntry {
+        name: name.to_string(),
+        sha256: jingzhi_gateway::auth::hash_token(&token),
+        roles: roles.to_vec(),
+        districts: (!districts.is_empty()).then(|| districts.to_vec()),
+    };
+    let toml = toml::to_string(&entry).unwrap_or_default();
+    println!("token: {token}");
+    println!("(give the token to {name}; it is shown only now)\n");
+    println!("# add to the config file:\n[[auth.tokens]]\n{toml}");
+    ExitCode::SUCCESS
 }
 
 #[derive(Subcommand)]
@@ -199,33 +239,53 @@ struct EngineArgs {
     /// Reference data file (districts, cells, sensors, segments).
     #[arg(long)]
     reference: Option<PathBuf>,
-    /// Sliding windows' exits are rounded up to this.
-    #[arg(long, default_value = "1s", value_parser = duration)]
-    resolution: u64,
+    /// Sliding windows' exits are rounded up to this [default: 1s].
+    #[arg(long, value_parser = duration)]
+    resolution: Option<u64>,
 }
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Engine clock: `wall` (live) or `event` (replay and tests).
-    #[arg(long, default_value = "wall")]
-    clock: ClockMode,
-    /// Event clock: how far the clock stays behind the largest event time.
-    #[arg(long, default_value = "0s", value_parser = duration)]
-    lateness: u64,
+    /// A TOML config file (see docs/operations.md); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Engine clock: `wall` (live) or `event` (replay and tests) [default: wall].
+    #[arg(long)]
+    clock: Option<ClockMode>,
+    /// Event clock: how far the clock stays behind the largest event time [default: 0s].
+    #[arg(long, value_parser = duration)]
+    lateness: Option<u64>,
     /// Directory of `*.rules` files to load.
     #[arg(long)]
     rules: Option<PathBuf>,
-    /// Largest ingest request body, in bytes.
-    #[arg(long, default_value_t = 16 << 20)]
-    max_body_bytes: usize,
-    /// Feed messages buffered per WebSocket client before it is resynchronised.
-    #[arg(long, default_value_t = 4096)]
-    ws_buffer: usize,
+    /// Largest ingest request body, in bytes [default: 16 MiB].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Feed messages buffered per WebSocket client before it is resynchronised [default: 4096].
+    #[arg(long)]
+    ws_buffer: Option<usize>,
+    #[command(flatten)]
+    storage: StorageArgs,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Keep alert history, operator actions, rule versions and the event log
+    /// here, and recover from them at start.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// When the event log is forced to disk: `always`, `interval`,
+    /// `interval:DURATION` or `never` [default: interval:10ms].
+    #[arg(long, value_parser = jingzhi_gateway::config::parse_sync_policy)]
+    sync: Option<jingzhi_gateway::eventlog::SyncPolicy>,
+    /// An alert raised again within this long after clearing is the same incident [default: 5m].
+    #[arg(long, value_parser = duration)]
+    reopen_window: Option<u64>,
 }
 
 #[derive(Args)]
@@ -233,6 +293,11 @@ struct DemoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Do not require API tokens (by default the demo makes one per role and prints them).
+    #[arg(long)]
+    open: bool,
+    #[command(flatten)]
+    storage: StorageArgs,
     /// Simulator seed.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
@@ -261,17 +326,54 @@ struct SimulateArgs {
     w1: bool,
 }
 
-fn server_config(listen: SocketAddr, engine: &EngineArgs) -> ServerConfig {
-    let mut c = ServerConfig {
-        listen,
-        reference: engine.reference.clone(),
-        resolution_ms: engine.resolution,
-        ..ServerConfig::default()
-    };
+/// Applies the engine and storage flags given over `c`.
+fn apply_flags(c: &mut ServerConfig, engine: &EngineArgs, storage: &StorageArgs) {
+    if let Some(r) = &engine.reference {
+        c.reference = Some(r.clone());
+    }
+    if let Some(r) = engine.resolution {
+        c.resolution_ms = r.max(1);
+    }
     if let Some(w) = engine.workers {
         c.workers = w.max(1);
     }
-    c
+    if let Some(d) = &storage.data_dir {
+        c.data_dir = Some(d.clone());
+    }
+    if let Some(s) = storage.sync {
+        c.sync = s;
+    }
+    if let Some(w) = storage.reopen_window {
+        c.reopen_window_ms = w;
+    }
+}
+
+/// The server's settings: defaults, then the config file, then the flags.
+fn serve_config(a: ServeArgs) -> Result<ServerConfig, String> {
+    let mut c = ServerConfig::default();
+    if let Some(path) = &a.config {
+        FileConfig::load(path)?.apply(&mut c)?;
+    }
+    apply_flags(&mut c, &a.engine, &a.storage);
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = a.clock {
+        c.clock = v;
+    }
+    if let Some(v) = a.lateness {
+        c.lateness_ms = v;
+    }
+    if let Some(v) = a.rules {
+        c.rules_dir = Some(v);
+    }
+    if let Some(v) = a.max_body_bytes {
+        c.max_body_bytes = v;
+    }
+    if let Some(v) = a.ws_buffer {
+        c.ws_buffer = v.max(16);
+    }
+    Ok(c)
 }
 
 fn main() -> ExitCode {
@@ -386,12 +488,16 @@ fn main() -> ExitCode {
         ),
         Command::Simulate(a) => demo::simulate(a.seed, a.events, &a.out, &a.start, a.w1),
         Command::Serve(a) => {
-            let mut config = server_config(a.listen, &a.engine);
-            config.clock = a.clock;
-            config.lateness_ms = a.lateness;
-            config.rules_dir = a.rules;
-            config.max_body_bytes = a.max_body_bytes;
-            config.ws_buffer = a.ws_buffer.max(16);
+            let config = match serve_config(a) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("jingzhi: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if config.auth.tokens.is_empty() {
+                eprintln!("jingzhi: no API tokens are configured: access control is off and anyone who can reach the port may act on alerts and publish rules");
+            }
             run_async(async move {
                 let running = serve::start(config).await?;
                 println!("jingzhi: listening on http://{}", running.addr);
@@ -399,10 +505,19 @@ fn main() -> ExitCode {
             })
         }
         Command::Demo(a) => {
-            let mut config = server_config(a.listen, &a.engine);
+            let mut config = ServerConfig {
+                listen: a.listen,
+                ..ServerConfig::default()
+            };
+            apply_flags(&mut config, &a.engine, &a.storage);
             config.rules_dir = a.rules;
-            run_async(demo::run(config, a.seed))
+            run_async(demo::run(config, a.seed, !a.open))
         }
+        Command::Token(TokenCommand::New {
+            name,
+            roles,
+            districts,
+        }) => token_new(&name, &roles, &districts),
     }
 }
 

@@ -30,6 +30,16 @@ pub struct Metrics {
     pub history_events: IntGauge,
     pub rules_loaded: IntGauge,
     pub reference_changes: IntCounter,
+    // The operator workflow, storage and access control.
+    pub operator_actions: IntCounterVec,
+    pub operator_response_seconds: HistogramVec,
+    pub store_write_seconds: Histogram,
+    pub store_errors: IntCounterVec,
+    pub event_log_append_seconds: Histogram,
+    pub event_log_bytes: IntGauge,
+    pub events_masked: IntCounter,
+    pub events_recovered: IntCounter,
+    pub auth_refused: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -107,7 +117,72 @@ impl Metrics {
             "Alert changes published, by kind (raised, updated, cleared).",
             &["kind"],
         );
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = must(Histogram::with_opts(
+                HistogramOpts::new(name, help).buckets(buckets),
+            ));
+            must(registry.register(Box::new(h.clone())));
+            h
+        };
+        let operator_actions = counter_vec(
+            "jingzhi_operator_actions_total",
+            "Operator actions on alerts, by action (acknowledge, assign, comment, resolve, false_alarm).",
+            &["action"],
+        );
+        let operator_response_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "jingzhi_operator_response_seconds",
+                "From an incident's raise to its first acknowledgement or resolution.",
+            )
+            .buckets(vec![
+                10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+            ]),
+            &["kind"],
+        ));
+        must(registry.register(Box::new(operator_response_seconds.clone())));
+        let store_write_seconds = histogram(
+            "jingzhi_store_write_seconds",
+            "Time to record a group of alert changes in the store.",
+            vec![
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ],
+        );
+        let store_errors = counter_vec(
+            "jingzhi_store_errors_total",
+            "Failed writes to the store or the event log, by operation.",
+            &["op"],
+        );
+        let event_log_append_seconds = histogram(
+            "jingzhi_event_log_append_seconds",
+            "From handing a batch to the event log to its being durable (group commit and sync).",
+            vec![
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ],
+        );
+        let auth_refused = counter_vec(
+            "jingzhi_auth_refused_total",
+            "Requests refused by access control, by reason (missing_token, invalid_token, forbidden, out_of_scope).",
+            &["reason"],
+        );
         let metrics = Metrics {
+            operator_actions,
+            operator_response_seconds,
+            store_write_seconds,
+            store_errors,
+            event_log_append_seconds,
+            event_log_bytes: gauge(
+                "jingzhi_event_log_bytes",
+                "Bytes in the event log's segment files.",
+            ),
+            events_masked: counter(
+                "jingzhi_events_masked_total",
+                "Incident descriptions in which personal data was masked.",
+            ),
+            events_recovered: counter(
+                "jingzhi_events_recovered_total",
+                "Events replayed from the event log at start.",
+            ),
+            auth_refused,
             events_accepted,
             events_rejected,
             events_late,
@@ -179,6 +254,23 @@ impl Metrics {
         }
         for k in ["raised", "updated", "cleared"] {
             metrics.alert_changes.with_label_values(&[k]);
+        }
+        for a in ["acknowledge", "assign", "comment", "resolve", "false_alarm"] {
+            metrics.operator_actions.with_label_values(&[a]);
+        }
+        for k in ["acknowledge", "resolve"] {
+            metrics.operator_response_seconds.with_label_values(&[k]);
+        }
+        for r in [
+            "missing_token",
+            "invalid_token",
+            "forbidden",
+            "out_of_scope",
+        ] {
+            metrics.auth_refused.with_label_values(&[r]);
+        }
+        for op in ["record_changes", "event_log_append"] {
+            metrics.store_errors.with_label_values(&[op]);
         }
         metrics
     }

@@ -7,7 +7,9 @@
 //! [`App::edit_rules`]; its errors come back with lines and columns.
 
 use crate::app::{rule_names, App, RuleEdit, RuleEditError, RuleEditOutcome};
+use crate::auth::Access;
 use crate::http::ApiError;
+use crate::operator_api::{authorize, Token};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -24,15 +26,6 @@ use std::sync::Arc;
 
 /// The name diagnostics give a request body.
 const REQUEST_FILE: &str = "<request>";
-
-/// The single place where the right to change rules is checked.
-///
-/// Access control comes later: this is where a change will require the
-/// `author` role (from the authenticated caller in `headers`). Until then
-/// everyone who can reach the API may publish.
-fn require_author(_headers: &HeaderMap) -> Result<(), ApiError> {
-    Ok(())
-}
 
 /// An error reply that also lists rule diagnostics.
 fn with_diagnostics(
@@ -163,7 +156,8 @@ pub fn plan_summary(plan: &RulePlan) -> Value {
 }
 
 /// `GET /api/v1/rules`: the installed rules with their current versions.
-pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
+pub async fn list(State(app): State<Arc<App>>, token: Token) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &token, Access::Read)?;
     let rules = app.rules.read().unwrap_or_else(|e| e.into_inner());
     let versions = app.versions.lock().unwrap_or_else(|e| e.into_inner());
     let list: Vec<Value> = rules
@@ -188,7 +182,7 @@ pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "rules": list }))
+    Ok(Json(json!({ "rules": list })))
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -202,8 +196,10 @@ fn not_found(name: &str) -> ApiError {
 /// `GET /api/v1/rules/{name}`: source, plan summary, version and history.
 pub async fn get_rule(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    authorize(&app, &token, Access::Read)?;
     let plan = app
         .rules
         .read()
@@ -244,13 +240,15 @@ pub async fn get_rule(
 /// `PUT /api/v1/rules/{name}`: publishes the rule in the body (text/plain).
 pub async fn put_rule(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = require_author(&headers) {
-        return e.into_response();
-    }
+    let who = match authorize(&app, &token, Access::Author) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
     let text = match rule_text(&headers, body) {
         Ok(t) => t,
         Err(r) => return *r,
@@ -290,7 +288,7 @@ pub async fn put_rule(
     }
     let edit = RuleEdit {
         files: vec![file],
-        origin: "api".into(),
+        origin: format!("api by {}", who.name),
         whole_file_source: true,
         ..RuleEdit::default()
     };
@@ -338,12 +336,13 @@ fn publish_reply(app: &App, name: &str, outcome: &RuleEditOutcome) -> Response {
 /// next clock instant.
 pub async fn delete_rule(
     State(app): State<Arc<App>>,
+    token: Token,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = require_author(&headers) {
-        return e.into_response();
-    }
+    let who = match authorize(&app, &token, Access::Author) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
     if !app
         .rules
         .read()
@@ -354,7 +353,7 @@ pub async fn delete_rule(
     }
     let edit = RuleEdit {
         remove: BTreeSet::from([name.clone()]),
-        origin: "api".into(),
+        origin: format!("api by {}", who.name),
         ..RuleEdit::default()
     };
     match app.edit_rules(edit).await {
@@ -370,9 +369,13 @@ pub async fn delete_rule(
 /// rules it does not redefine) without publishing it.
 pub async fn validate(
     State(app): State<Arc<App>>,
+    token: Token,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Err(e) = authorize(&app, &token, Access::Author) {
+        return e.into_response();
+    }
     let text = match rule_text(&headers, body) {
         Ok(t) => t,
         Err(r) => return *r,

@@ -1,32 +1,121 @@
 //! The live alert feed over WebSocket.
 //!
 //! A client first gets a snapshot of the active alerts with the sequence
-//! number it reflects, then every change after it, numbered. Clients never
-//! slow the engine or each other: each reads the shared feed through its
-//! own bounded buffer. A client that falls more than that buffer behind is
-//! sent a fresh snapshot marked `"resync": true` and continues from there
-//! (counted in `jingzhi_ws_lagged_total`); one that does not accept a
-//! message within the send timeout is disconnected (`jingzhi_ws_dropped_total`).
+//! number it reflects, then every change after it, numbered. A client that
+//! reconnects with `?since=SEQ` (the last number it saw) instead gets
+//! exactly the changes after SEQ, in order, from the store — or, when they
+//! are no longer kept, a snapshot marked `"resync": true, "reason":
+//! "since_unavailable"`. Sequence numbers continue across restarts.
+//!
+//! Clients never slow the engine or each other: each reads the shared feed
+//! through its own bounded buffer. A client that falls more than that
+//! buffer behind is sent a fresh snapshot marked `"resync": true, "reason":
+//! "lagged"` and continues from there (counted in `jingzhi_ws_lagged_total`);
+//! one that does not accept a message within the send timeout is
+//! disconnected (`jingzhi_ws_dropped_total`). A client limited to districts
+//! sees only their alerts, in the snapshot and in the changes.
 
 use crate::app::{App, FeedItem};
+use crate::auth::{Access, Principal};
+use crate::http::ApiError;
+use crate::operator_api::{authorize, Token};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-pub async fn upgrade(State(app): State<Arc<App>>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| serve_client(app, socket))
+/// Most changes replayed to a resuming client; further back, a snapshot is
+/// cheaper for both sides.
+const MAX_RESUME_CHANGES: usize = 50_000;
+
+#[derive(Debug, Deserialize)]
+pub struct FeedQuery {
+    /// The last sequence number the client saw.
+    #[serde(default)]
+    since: Option<u64>,
 }
 
-/// A snapshot and a subscription that starts right after it.
-fn subscribe(app: &App, resync: bool) -> (u64, String, broadcast::Receiver<FeedItem>) {
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    token: Token,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let who = match authorize(&app, &token, Access::Read) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
+    };
+    let since = match query {
+        Ok(Query(q)) => q.since,
+        Err(e) => {
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("since must be a sequence number: {}", e.body_text()),
+            )
+            .into_response()
+        }
+    };
+    ws.on_upgrade(move |socket| serve_client(app, socket, who, since))
+}
+
+/// What a client gets first.
+enum Start {
+    /// A snapshot of the alerts it may see.
+    Snapshot(String),
+    /// The changes it missed.
+    Resume(Vec<String>),
+}
+
+/// The first messages and a subscription that starts right after them.
+fn subscribe(
+    app: &App,
+    who: &Principal,
+    since: Option<u64>,
+    resync: Option<&str>,
+) -> (u64, Start, broadcast::Receiver<FeedItem>) {
     // Holding the book while subscribing means no change falls between
-    // the snapshot and the first message received.
+    // the first messages and the first one received; every change up to
+    // the book's number is in the store (recorded before it is sent).
     let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
     let rx = app.feed.subscribe();
-    (book.seq(), book.snapshot_json(resync), rx)
+    let seq = book.seq();
+    let visible = |district: Option<&str>| who.sees(district);
+    if let Some(since) = since {
+        if since == seq {
+            return (seq, Start::Resume(Vec::new()), rx);
+        }
+        if since < seq {
+            if let Ok(Some(changes)) = app.store.changes_since(since, MAX_RESUME_CHANGES) {
+                let complete = changes.last().is_some_and(|c| c.seq == seq)
+                    && changes.first().is_some_and(|c| c.seq == since + 1);
+                if complete {
+                    let messages = changes
+                        .into_iter()
+                        .filter(|c| visible(c.district.as_deref()))
+                        .map(|c| {
+                            format!(
+                                "{{\"type\":\"{}\",\"seq\":{},\"alert\":{}}}",
+                                c.kind.name(),
+                                c.seq,
+                                c.alert_json
+                            )
+                        })
+                        .collect();
+                    return (seq, Start::Resume(messages), rx);
+                }
+            }
+        }
+        let snapshot = book.snapshot_json(Some("since_unavailable"), |a| {
+            visible(a.district.as_deref())
+        });
+        return (seq, Start::Snapshot(snapshot), rx);
+    }
+    let snapshot = book.snapshot_json(resync, |a| visible(a.district.as_deref()));
+    (seq, Start::Snapshot(snapshot), rx)
 }
 
 enum Outcome {
@@ -49,29 +138,46 @@ async fn send(app: &App, socket: &mut WebSocket, text: &str) -> Outcome {
     }
 }
 
-async fn serve_client(app: Arc<App>, mut socket: WebSocket) {
+async fn send_start(app: &App, socket: &mut WebSocket, start: Start) -> Outcome {
+    match start {
+        Start::Snapshot(text) => send(app, socket, &text).await,
+        Start::Resume(messages) => {
+            for text in messages {
+                if let Outcome::Stop = send(app, socket, &text).await {
+                    return Outcome::Stop;
+                }
+            }
+            Outcome::Continue
+        }
+    }
+}
+
+async fn serve_client(app: Arc<App>, mut socket: WebSocket, who: Principal, since: Option<u64>) {
     app.metrics.ws_clients.inc();
     let mut shutdown = app.shutdown.subscribe();
-    let (mut seen, snapshot, mut rx) = subscribe(&app, false);
-    if let Outcome::Continue = send(&app, &mut socket, &snapshot).await {
+    let (mut seen, start, mut rx) = subscribe(&app, &who, since, None);
+    if let Outcome::Continue = send_start(&app, &mut socket, start).await {
         loop {
             tokio::select! {
                 item = rx.recv() => match item {
-                    Ok((seq, text)) => {
-                        if seq <= seen {
+                    Ok(item) => {
+                        if item.seq <= seen {
                             continue;
                         }
-                        seen = seq;
-                        if let Outcome::Stop = send(&app, &mut socket, &text).await {
+                        seen = item.seq;
+                        if !who.sees(item.district.as_deref()) {
+                            continue;
+                        }
+                        if let Outcome::Stop = send(&app, &mut socket, &item.text).await {
                             break;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         app.metrics.ws_lagged.inc();
-                        let (seq, snapshot, fresh) = subscribe(&app, true);
+                        let (seq, start, fresh) = subscribe(&app, &who, None, Some("lagged"));
                         seen = seq;
                         rx = fresh;
-                        if let Outcome::Stop = send(&app, &mut socket, &snapshot).await {
+                        if let Outcome::Stop = send_start(&app, &mut socket, start).await {
                             break;
                         }
                     }

@@ -29,6 +29,24 @@ impl Drop for Server {
     }
 }
 
+/// Waits for a started `jingzhi serve` (stdout piped) to print its address,
+/// and keeps draining stdout so the server never blocks on a full pipe.
+pub fn listening_address(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("jingzhi exited before listening")
+            .expect("read stdout");
+        if let Some(rest) = line.strip_prefix("jingzhi: listening on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_jingzhi"))
 }
@@ -52,19 +70,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start jingzhi");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("jingzhi exited before listening")
-                .expect("read stdout");
-            if let Some(rest) = line.strip_prefix("jingzhi: listening on http://") {
-                break rest.trim().to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let addr = listening_address(&mut child);
         Server {
             child,
             base: format!("http://{addr}"),

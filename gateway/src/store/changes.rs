@@ -8,6 +8,15 @@ use crate::alerts::{Change, ChangeKind};
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 
+/// Where an alert is, as the store last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertPlace {
+    pub rule: String,
+    pub district: Option<String>,
+    pub cell: Option<u32>,
+    pub active: bool,
+}
+
 /// One published alert change as stored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredChange {
@@ -228,6 +237,51 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()
             .ctx("read", "alert_changes")?;
         Ok(Some(changes))
+    }
+
+    /// What the store knows of an alert's place, active or not: its rule,
+    /// district and cell, and whether it is active.
+    pub fn alert_place(&self, alert_id: &str) -> Result<Option<AlertPlace>, StoreError> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "SELECT rule, district, cell, active FROM alert_latest WHERE alert_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([alert_id], |r| {
+                Ok(AlertPlace {
+                    rule: r.get(0)?,
+                    district: r.get(1)?,
+                    cell: r.get(2)?,
+                    active: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+        .ctx("read", "alert_latest")
+    }
+
+    /// Every recorded change of one alert, oldest first (as far as the
+    /// history is kept).
+    pub fn changes_of(
+        &self,
+        alert_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredChange>, StoreError> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {CHANGE_COLUMNS} FROM alert_changes c WHERE c.alert_id = ?1
+             ORDER BY c.seq DESC LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql).ctx("query", "alert_changes")?;
+        let rows = stmt
+            .query_map(params![alert_id, limit], change_from_row)
+            .ctx("query", "alert_changes")?;
+        let mut changes = rows
+            .collect::<Result<Vec<_>, _>>()
+            .ctx("read", "alert_changes")?;
+        changes.reverse();
+        Ok(changes)
     }
 
     /// The latest change of every alert whose latest change is not a

@@ -31,7 +31,7 @@ mod silences;
 mod stats;
 
 pub use audit::AuditEntry;
-pub use changes::StoredChange;
+pub use changes::{AlertPlace, StoredChange};
 pub use incidents::{Action, ActionRecord, Comment, IncidentId, OperatorState};
 pub use rules::RuleVersion;
 pub use silences::{Silence, SilenceId, SilenceMatcher, StoredSilence};

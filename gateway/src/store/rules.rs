@@ -88,6 +88,22 @@ impl Store {
             .ctx("read", "rule_versions")
     }
 
+    /// Every version of every rule, by name, oldest first.
+    pub fn all_rule_versions(&self) -> Result<Vec<RuleVersion>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, version, source, published_by, published_at, deleted
+                 FROM rule_versions ORDER BY name, version",
+            )
+            .ctx("query", "rule_versions")?;
+        let rows = stmt
+            .query_map([], version_from_row)
+            .ctx("query", "rule_versions")?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .ctx("read", "rule_versions")
+    }
+
     /// The rules to install: for every name whose latest version is not a
     /// deletion, `(name, version, source)`, by name.
     pub fn current_rules(&self) -> Result<Vec<(String, u32, String)>, StoreError> {

@@ -200,6 +200,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// One silence, in force or not.
+    pub fn silence(&self, id: SilenceId) -> Result<Option<StoredSilence>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let conn = self.conn();
+        conn.prepare_cached(
+            "SELECT id, rule, district, cell, until, reason, created_by, created_at, expired_at
+             FROM silences WHERE id = ?1",
+        )
+        .and_then(|mut s| s.query_row([id], silence_from_row).optional())
+        .ctx("read", "silences")
+    }
+
     /// The silences in force at `now`, oldest first.
     pub fn active_silences(&self, now: u64) -> Result<Vec<StoredSilence>, StoreError> {
         let conn = self.conn();
