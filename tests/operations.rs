@@ -522,6 +522,15 @@ async fn operator_actions_need_the_right_role_and_reach_every_dashboard() {
             .await,
         1.0
     );
+    // Effectiveness as metrics, per rule and district.
+    let ratio = node
+        .metric("jingzhi_rule_false_alarm_ratio{rule=\"flood\"}")
+        .await;
+    assert!((ratio - 1.0 / SPREAD.len() as f64).abs() < 1e-9, "{ratio}");
+    let series = format!(
+        "jingzhi_district_response_seconds{{district=\"{mine}\",kind=\"acknowledge\",quantile=\"0.5\"}}"
+    );
+    assert!(node.metric(&series).await >= 0.0);
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub events_masked: IntCounter,
     pub events_recovered: IntCounter,
     pub auth_refused: IntCounterVec,
+    // Effectiveness over the last day, refreshed from the store.
+    pub rule_false_alarm_ratio: prometheus::GaugeVec,
+    pub rule_response_seconds: prometheus::GaugeVec,
+    pub district_response_seconds: prometheus::GaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -164,7 +168,30 @@ impl Metrics {
             "Requests refused by access control, by reason (missing_token, invalid_token, forbidden, out_of_scope).",
             &["reason"],
         );
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(prometheus::GaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let rule_false_alarm_ratio = gauge_vec(
+            "jingzhi_rule_false_alarm_ratio",
+            "Share of a rule's incidents raised in the last 24 hours that operators marked as false alarms.",
+            &["rule"],
+        );
+        let rule_response_seconds = gauge_vec(
+            "jingzhi_rule_response_seconds",
+            "Time from raise to first acknowledgement or resolution of a rule's incidents raised in the last 24 hours, by kind (acknowledge, resolve) and quantile (0.5, 0.9).",
+            &["rule", "kind", "quantile"],
+        );
+        let district_response_seconds = gauge_vec(
+            "jingzhi_district_response_seconds",
+            "Time from raise to first acknowledgement or resolution of a district's incidents raised in the last 24 hours, by kind and quantile.",
+            &["district", "kind", "quantile"],
+        );
         let metrics = Metrics {
+            rule_false_alarm_ratio,
+            rule_response_seconds,
+            district_response_seconds,
             operator_actions,
             operator_response_seconds,
             store_write_seconds,
@@ -273,6 +300,49 @@ impl Metrics {
             metrics.store_errors.with_label_values(&[op]);
         }
         metrics
+    }
+
+    /// Publishes the effectiveness figures (replacing the previous ones,
+    /// so that rules and districts without incidents disappear).
+    pub fn set_effectiveness(&self, stats: &crate::store::Stats) {
+        self.rule_false_alarm_ratio.reset();
+        self.rule_response_seconds.reset();
+        self.district_response_seconds.reset();
+        let quantiles = |d: &crate::store::Durations| {
+            [("0.5", d.median_ms), ("0.9", d.p90_ms)]
+                .into_iter()
+                .filter_map(|(q, ms)| ms.map(|ms| (q, ms as f64 / 1000.0)))
+                .collect::<Vec<_>>()
+        };
+        for (rule, e) in &stats.by_rule {
+            if let Some(r) = e.false_alarm_ratio {
+                self.rule_false_alarm_ratio
+                    .with_label_values(&[rule])
+                    .set(r);
+            }
+            for (kind, d) in [
+                ("acknowledge", &e.time_to_acknowledge),
+                ("resolve", &e.time_to_resolve),
+            ] {
+                for (q, s) in quantiles(d) {
+                    self.rule_response_seconds
+                        .with_label_values(&[rule, kind, q])
+                        .set(s);
+                }
+            }
+        }
+        for (district, e) in &stats.by_district {
+            for (kind, d) in [
+                ("acknowledge", &e.time_to_acknowledge),
+                ("resolve", &e.time_to_resolve),
+            ] {
+                for (q, s) in quantiles(d) {
+                    self.district_response_seconds
+                        .with_label_values(&[district, kind, q])
+                        .set(s);
+                }
+            }
+        }
     }
 
     /// The text exposition format.

@@ -290,7 +290,7 @@ pub async fn end_silence(
 
 #[derive(Debug, Deserialize)]
 pub struct SinceQuery {
-    /// Epoch milliseconds; default: the last 24 hours.
+    /// Epoch milliseconds; default: the last 24 hours of the engine clock.
     #[serde(default)]
     since: Option<u64>,
 }
@@ -304,9 +304,10 @@ pub async fn stats(
     Query(q): Query<SinceQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&app, &token, Access::Read)?;
+    // Raises carry engine-clock times: "the last day" is by that clock.
     let since = q
         .since
-        .unwrap_or_else(|| now_ms().saturating_sub(86_400_000));
+        .unwrap_or_else(|| app.published_clock().saturating_sub(86_400_000));
     let stats = blocking(&app, move |app| Ok(app.store.stats(since)?)).await?;
     if who.districts.is_some() {
         let by_district: serde_json::Map<String, Value> = stats

@@ -145,11 +145,26 @@ impl App {
         if let Some(change) = change {
             self.commit(&book, std::slice::from_ref(&change));
         }
+        let alert = book.get(alert_id).cloned();
+        drop(book);
+        self.refresh_effectiveness();
         Ok(ActOutcome {
             action: record,
             operator,
-            alert: book.get(alert_id).cloned(),
+            alert,
         })
+    }
+
+    /// Recomputes the effectiveness metrics over the last 24 hours of the
+    /// engine clock (raises carry its times).
+    pub fn refresh_effectiveness(&self) {
+        match self
+            .store
+            .stats(self.published_clock().saturating_sub(86_400_000))
+        {
+            Ok(stats) => self.metrics.set_effectiveness(&stats),
+            Err(e) => eprintln!("jingzhi: cannot compute effectiveness figures: {e}"),
+        }
     }
 
     /// Writes an audit entry; a failure is logged and counted, never fatal
@@ -334,6 +349,7 @@ impl App {
         if !trim {
             return;
         }
+        self.refresh_effectiveness();
         if let Some(log) = &self.log {
             let keep = self
                 .max_reach()
