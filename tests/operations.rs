@@ -867,3 +867,49 @@ async fn kill_9_loses_no_accepted_event_and_no_acknowledgement() {
         .await;
     assert_eq!(history["actions"][0]["action"], "acknowledge");
 }
+
+#[tokio::test]
+async fn an_alert_back_within_the_reopen_window_is_the_same_incident() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let people = write_config(root.path(), None, "reopen_window = \"5m\"\n");
+    let node = Node::start(root.path(), &[]);
+    let (feed_t, ops) = (people.token("feed"), people.token("ops"));
+    node.events(feed_t, flood(T0, &[4545])).await;
+    node.watermark(feed_t, T0 + 1).await;
+    let id = node.alerts(ops).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = node
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            Some(ops),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The window passes (clear at T0 + 10m), the water is back 2 minutes later.
+    node.watermark(feed_t, T0 + 10 * 60_000 + 1).await;
+    assert!(node.alerts(ops).await.is_empty());
+    node.events(feed_t, flood(T0 + 12 * 60_000, &[4545])).await;
+    node.watermark(feed_t, T0 + 12 * 60_000 + 1).await;
+    let back = node.alerts(ops).await;
+    assert_eq!(back[0]["id"], id.as_str());
+    assert_eq!(back[0]["operator"]["state"], "acknowledged", "{}", back[0]);
+    assert_eq!(back[0]["operator"]["reopened"], 1);
+
+    // Back after the window: a new incident, nobody has seen it yet.
+    node.watermark(feed_t, T0 + 22 * 60_000 + 1).await;
+    assert!(node.alerts(ops).await.is_empty());
+    node.events(feed_t, flood(T0 + 40 * 60_000, &[4545])).await;
+    node.watermark(feed_t, T0 + 40 * 60_000 + 1).await;
+    let fresh = node.alerts(ops).await;
+    assert_eq!(fresh[0]["id"], id.as_str());
+    assert_eq!(fresh[0]["operator"]["state"], "new", "{}", fresh[0]);
+    let (_, stats) = node.get("/api/v1/stats?since=0", Some(ops)).await;
+    assert_eq!(
+        stats["total"]["raised"], 2,
+        "two incidents, not three: {stats}"
+    );
+}
