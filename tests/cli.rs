@@ -92,3 +92,96 @@ fn simulate_writes_events_that_parse_and_their_reference_data() {
         .unwrap();
     assert_eq!(std::fs::read(&again).unwrap(), text);
 }
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(support::binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run jingzhi");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_names_the_bad_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("flood.rules"),
+        "rule flood \"积水\" {\n  severity red\n  group by cell\n  when max(sensor.value where kind == \"water_level\") over 5m > 0.3\n}\n",
+    )
+    .unwrap();
+    let (ok, token_out, _) = run(
+        &[
+            "token",
+            "new",
+            "--name",
+            "张工",
+            "--role",
+            "operator",
+            "--district",
+            "110105",
+        ],
+        &[],
+    );
+    assert!(ok);
+    let entry = token_out
+        .split("[[auth.tokens]]")
+        .nth(1)
+        .expect("the printed config entry");
+    let file = dir.path().join("jingzhi.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "rules = \"rules\"\ndata_dir = \"data\"\nsync = \"always\"\n[[auth.tokens]]{entry}"
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = run(&["config", "check", path], &[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(": ok"), "{out}");
+    assert!(out.contains("1 rules"), "{out}");
+    assert!(out.contains("张工 (operator)"), "{out}");
+
+    // The environment overrides the file, and is checked too.
+    let (ok, _, err) = run(&["config", "check", path], &[("JINGZHI_SYNC", "sometimes")]);
+    assert!(!ok);
+    assert!(err.contains("`sync`"), "{err}");
+    let (ok, _, err) = run(&["config", "check", path], &[("JINGZHI_WORKERS", "many")]);
+    assert!(!ok);
+    assert!(err.contains("JINGZHI_WORKERS"), "{err}");
+
+    for (text, wanted) in [
+        ("lateness = \"soon\"\n", "`lateness`"),
+        ("colour = \"red\"\n", "colour"),
+        ("workers = \"two\"\n", "workers"),
+        ("rules = \"nowhere\"\n", "`rules`"),
+        (
+            "[[auth.tokens]]\nname = \"x\"\nsha256 = \"abc\"\nroles = [\"operator\"]\n",
+            "auth.tokens[0].sha256",
+        ),
+        (
+            "[[auth.tokens]]\nname = \"x\"\nsha256 = \"abc\"\nroles = [\"king\"]\n",
+            "king",
+        ),
+        (
+            "[[masking.patterns]]\nname = \"x\"\nregex = \"(\"\nkeep_prefix = 0\nkeep_suffix = 0\n",
+            "masking",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (ok, out, err) = run(&["config", "check", path], &[]);
+        assert!(!ok, "{text} was accepted: {out}");
+        assert!(err.contains(wanted), "{text}: wanted {wanted:?} in {err}");
+    }
+    // A server refuses to start on the same file, with the same message.
+    let (ok, _, err) = run(&["serve", "--config", path, "--listen", "127.0.0.1:0"], &[]);
+    assert!(!ok);
+    assert!(err.contains("masking"), "{err}");
+}

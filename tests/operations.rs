@@ -913,3 +913,40 @@ async fn an_alert_back_within_the_reopen_window_is_the_same_incident() {
         "two incidents, not three: {stats}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_closes_clients_flushes_the_log_and_exits_cleanly() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let people = write_config(root.path(), None, "");
+    let (feed_t, ops) = (people.token("feed"), people.token("ops"));
+    let args = ["--data-dir", "data", "--sync", "never"];
+    let mut node = Node::start(root.path(), &args);
+    let (status, ready) = node.get("/readyz", None).await;
+    assert_eq!(status, 200, "{ready}");
+    node.events(feed_t, flood(T0, &[4545, 5050])).await;
+    node.watermark(feed_t, T0 + 1).await;
+    let mut feed = node.feed(Some(ops), None).await;
+    assert_eq!(feed.next().await["type"], "snapshot");
+
+    let pid = node.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let close = tokio::time::timeout(Duration::from_secs(10), feed.ws.next())
+        .await
+        .expect("a close frame in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let status = node.child.wait().expect("exit");
+    assert!(status.success(), "a clean exit: {status}");
+
+    // `sync = never` leaves syncing to the kernel, but a clean stop syncs:
+    // everything is back after the restart.
+    let node = Node::start(root.path(), &args);
+    assert_eq!(node.metric("jingzhi_events_recovered_total").await, 2.0);
+    assert_eq!(node.alerts(ops).await.len(), 2);
+}

@@ -168,8 +168,8 @@ impl App {
             ),
         };
         if let Some(torn) = &recovery.torn {
-            eprintln!(
-                "jingzhi: event log: cut off an unfinished batch at the end of {} ({} bytes, {} events; it was never acknowledged)",
+            tracing::warn!(
+                "event log: cut off an unfinished batch at the end of {} ({} bytes, {} events; it was never acknowledged)",
                 torn.file.display(),
                 torn.bytes,
                 torn.events
@@ -263,7 +263,14 @@ impl App {
         Ok(app)
     }
 
-    /// Rules loaded, reference data loaded, engine running.
+    /// Reports not ready and tells every task and client to stop.
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Rules loaded, reference data loaded, the event log replayed, the
+    /// engine running, not shutting down.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.engine_stopped.load(Ordering::Acquire)
     }
@@ -542,7 +549,11 @@ impl App {
                     published.send_replace(through);
                 }
                 EngineOutput::Stopped { reason } => {
-                    eprintln!("jingzhi: the engine stopped: {reason}");
+                    if *self.shutdown.borrow() {
+                        tracing::info!("the engine stopped: {reason}");
+                    } else {
+                        tracing::error!("the engine stopped: {reason}");
+                    }
                     break;
                 }
             }
@@ -628,7 +639,7 @@ impl App {
                 .store_errors
                 .with_label_values(&["record_changes"])
                 .inc();
-            eprintln!("jingzhi: cannot record alert changes: {e}");
+            tracing::error!("cannot record alert changes: {e}");
         }
     }
 }
@@ -957,7 +968,7 @@ impl App {
                     .store_errors
                     .with_label_values(&["record_rule_version"])
                     .inc();
-                eprintln!("jingzhi: cannot record rule `{name}`: {e}");
+                tracing::error!("cannot record rule `{name}`: {e}");
                 versions.publish(name, source, origin, now)
             }
         }
@@ -970,7 +981,7 @@ impl App {
                 .store_errors
                 .with_label_values(&["record_rule_version"])
                 .inc();
-            eprintln!("jingzhi: cannot record the deletion of rule `{name}`: {e}");
+            tracing::error!("cannot record the deletion of rule `{name}`: {e}");
         }
         self.audit(origin, "rule.delete", name, serde_json::json!({}));
         self.versions

@@ -109,6 +109,7 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Personal-data patterns masked in incident descriptions.
     pub masking: Vec<MaskPattern>,
+    pub log_format: LogFormat,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +137,7 @@ impl Default for ServerConfig {
             reopen_window_ms: crate::store::DEFAULT_REOPEN_WINDOW_MS,
             auth: AuthConfig::default(),
             masking: MaskPattern::china_defaults(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -180,11 +182,111 @@ pub struct FileConfig {
     pub log_retention: Option<String>,
     pub history_retention: Option<String>,
     pub reopen_window: Option<String>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<LogFormat>,
     pub auth: Option<AuthConfig>,
     pub masking: Option<MaskingConfig>,
 }
 
+/// How logs are written to stderr.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request id and other fields.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}` (expected text or json)"
+            )),
+        }
+    }
+}
+
+/// The settings that can come from the environment, as `JINGZHI_` and the
+/// setting's name in capitals (`JINGZHI_DATA_DIR`), and whether their TOML
+/// value is text (quoted) or a number.
+const ENV_SETTINGS: &[(&str, bool)] = &[
+    ("listen", true),
+    ("clock", true),
+    ("lateness", true),
+    ("workers", false),
+    ("rules", true),
+    ("reference", true),
+    ("resolution", true),
+    ("max_body_bytes", false),
+    ("max_future", true),
+    ("ws_buffer", false),
+    ("ws_send_timeout", true),
+    ("data_dir", true),
+    ("sync", true),
+    ("log_retention", true),
+    ("history_retention", true),
+    ("reopen_window", true),
+    ("log_format", true),
+];
+
 impl FileConfig {
+    /// The settings given as `JINGZHI_*` environment variables (tokens and
+    /// masking patterns only come from the file). An error names the
+    /// variable.
+    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<FileConfig, String> {
+        let mut toml_text = String::new();
+        let mut given = Vec::new();
+        for (key, value) in vars {
+            let Some(name) = key.strip_prefix("JINGZHI_") else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            let Some((setting, quoted)) = ENV_SETTINGS.iter().find(|(s, _)| *s == name) else {
+                continue;
+            };
+            let value = if *quoted {
+                toml::Value::String(value).to_string()
+            } else {
+                value.trim().to_string()
+            };
+            toml_text.push_str(&format!("{setting} = {value}\n"));
+            given.push(key);
+        }
+        toml::from_str(&toml_text)
+            .map_err(|e| format!("environment ({}): {}", given.join(", "), e.message()))
+    }
+
+    /// `other`'s settings over this one's.
+    pub fn overlay(self, other: FileConfig) -> FileConfig {
+        FileConfig {
+            listen: other.listen.or(self.listen),
+            clock: other.clock.or(self.clock),
+            lateness: other.lateness.or(self.lateness),
+            workers: other.workers.or(self.workers),
+            rules: other.rules.or(self.rules),
+            reference: other.reference.or(self.reference),
+            resolution: other.resolution.or(self.resolution),
+            max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
+            max_future: other.max_future.or(self.max_future),
+            ws_buffer: other.ws_buffer.or(self.ws_buffer),
+            ws_send_timeout: other.ws_send_timeout.or(self.ws_send_timeout),
+            data_dir: other.data_dir.or(self.data_dir),
+            sync: other.sync.or(self.sync),
+            log_retention: other.log_retention.or(self.log_retention),
+            history_retention: other.history_retention.or(self.history_retention),
+            reopen_window: other.reopen_window.or(self.reopen_window),
+            log_format: other.log_format.or(self.log_format),
+            auth: other.auth.or(self.auth),
+            masking: other.masking.or(self.masking),
+        }
+    }
+
     /// Reads and parses a config file; errors name the file, the line and
     /// the setting.
     pub fn load(path: &std::path::Path) -> Result<FileConfig, String> {
@@ -261,6 +363,9 @@ impl FileConfig {
         if let Some(v) = &self.reopen_window {
             config.reopen_window_ms = duration("reopen_window", v)?;
         }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
         if let Some(auth) = self.auth {
             crate::auth::Auth::new(&auth).map_err(|e| format!("setting `{e}"))?;
             config.auth = auth;
@@ -289,6 +394,39 @@ mod tests {
         let mut config = ServerConfig::default();
         file.apply(&mut config)?;
         Ok(config)
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |pairs: &[(&str, &str)]| {
+            FileConfig::from_env(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
+        };
+        let file: FileConfig =
+            toml::from_str("clock = \"wall\"\nworkers = 2\nsync = \"never\"").unwrap();
+        let over = env(&[
+            ("JINGZHI_CLOCK", "event"),
+            ("JINGZHI_WORKERS", "3"),
+            ("JINGZHI_DATA_DIR", "/srv/jingzhi"),
+            ("PATH", "/bin"),
+            ("JINGZHI_UNRELATED", "x"),
+        ])
+        .unwrap();
+        let mut c = ServerConfig::default();
+        file.overlay(over).apply(&mut c).unwrap();
+        assert_eq!(c.clock, ClockMode::Event);
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.sync, SyncPolicy::Never);
+        assert_eq!(c.data_dir, Some(PathBuf::from("/srv/jingzhi")));
+        let e = env(&[("JINGZHI_WORKERS", "many")]).unwrap_err();
+        assert!(e.contains("JINGZHI_WORKERS"), "{e}");
+        let e = env(&[("JINGZHI_CLOCK", "sundial")]).unwrap_err();
+        assert!(e.contains("JINGZHI_CLOCK"), "{e}");
     }
 
     #[test]

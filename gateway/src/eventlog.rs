@@ -520,6 +520,18 @@ impl EventLog {
         Ok(outcome)
     }
 
+    /// Stops the writer once everything queued is written and synced (a
+    /// clean shutdown). Appends after this fail. Blocking.
+    pub fn close(&self) {
+        let shared = &self.inner.shared;
+        lock(&shared.queue).closing = true;
+        shared.wake.notify_one();
+        if let Some(handle) = lock(&self.inner.writer).take() {
+            // A writer that panicked has already failed its appends.
+            let _ = handle.join();
+        }
+    }
+
     /// The log's counters, to be read by the metrics exporter.
     pub fn metrics(&self) -> Arc<LogMetrics> {
         self.inner.shared.metrics.clone()

@@ -101,7 +101,47 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(static_file)
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(app)
+}
+
+/// Gives every request an id — the caller's `x-request-id` if it sent a
+/// sane one, else a new one — logs under it, and returns it in the reply's
+/// `x-request-id`, so an operator's complaint can be found in the logs.
+async fn request_id(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| {
+        format!(
+            "{:x}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    });
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", id = %id, %method, %path);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    let _entered = span.enter();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), ms, "request failed");
+    } else {
+        tracing::debug!(status = status.as_u16(), ms, "request served");
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 #[derive(Serialize)]

@@ -65,7 +65,7 @@ pub fn refused(app: &App, refusal: Refusal) -> ApiError {
         .auth_refused
         .with_label_values(&[refusal.reason()])
         .inc();
-    eprintln!("jingzhi: refused a request: {refusal}");
+    tracing::warn!(reason = refusal.reason(), "refused a request: {refusal}");
     if refusal.is_unauthenticated() {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -78,8 +78,8 @@ impl App {
         let (compiled, _, _) = self.check_rule_set(&files, &BTreeSet::new());
         if compiled.has_errors() {
             let names: Vec<&str> = published.iter().map(|(n, _)| n.as_str()).collect();
-            eprintln!(
-                "jingzhi: the rules published through the API ({}) no longer check with the rules directory; they stay uninstalled until published again",
+            tracing::warn!(
+                "the rules published through the API ({}) no longer check with the rules directory; they stay uninstalled until published again",
                 names.join(", ")
             );
             return Ok(());
@@ -128,8 +128,8 @@ impl App {
         self.metrics.events_recovered.inc_by(events as u64);
         let changes = self.reconcile(clock)?;
         if batches > 0 || changes > 0 {
-            eprintln!(
-                "jingzhi: recovered {events} events in {batches} batches from the event log; {changes} alert changes since the last run"
+            tracing::info!(
+                "recovered {events} events in {batches} batches from the event log; {changes} alert changes since the last run"
             );
         }
         Ok(())

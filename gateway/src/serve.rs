@@ -54,12 +54,18 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
 }
 
 impl Running {
-    /// Stops accepting requests, closes WebSocket clients with a close
-    /// frame, and stops the engine.
+    /// Stops accepting requests (and reports not ready), lets the requests
+    /// in flight finish, closes WebSocket clients with a close frame, stops
+    /// the engine, and writes and syncs what the event log still holds.
     pub async fn shutdown(self) -> Result<(), ServeError> {
-        self.app.shutdown.send_replace(true);
+        tracing::info!("shutting down");
+        self.app.begin_shutdown();
         let result = self.server.await;
         self.app.engine.shutdown().await;
+        if let Some(log) = self.app.log.clone() {
+            let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        }
+        tracing::info!("stopped");
         match result {
             Ok(r) => Ok(r?),
             Err(e) => Err(ServeError::Io(std::io::Error::other(e.to_string()))),

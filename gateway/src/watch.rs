@@ -152,15 +152,15 @@ pub async fn run(app: Arc<App>, dir: PathBuf, mut applied: Snapshot) {
         match reload(&app, &applied, &next).await {
             Ok(summary) => {
                 if !summary.is_empty() {
-                    eprintln!("jingzhi: rules reloaded from {}: {summary}", dir.display());
+                    tracing::info!("rules reloaded from {}: {summary}", dir.display());
                 }
                 applied = next;
                 refused = None;
             }
             Err(message) => {
                 app.rule_reload_errors.inc();
-                eprintln!(
-                    "jingzhi: rules in {} not reloaded; the running rules are unchanged:\n{message}",
+                tracing::warn!(
+                    "rules in {} not reloaded; the running rules are unchanged:\n{message}",
                     dir.display()
                 );
                 refused = Some(next);

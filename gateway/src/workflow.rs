@@ -163,7 +163,7 @@ impl App {
             .stats(self.published_clock().saturating_sub(86_400_000))
         {
             Ok(stats) => self.metrics.set_effectiveness(&stats),
-            Err(e) => eprintln!("jingzhi: cannot compute effectiveness figures: {e}"),
+            Err(e) => tracing::error!("cannot compute effectiveness figures: {e}"),
         }
     }
 
@@ -175,7 +175,7 @@ impl App {
                 .store_errors
                 .with_label_values(&["audit"])
                 .inc();
-            eprintln!("jingzhi: cannot write the audit log ({action} {target} by {actor}): {e}");
+            tracing::error!("cannot write the audit log ({action} {target} by {actor}): {e}");
         }
     }
 
@@ -336,7 +336,7 @@ impl App {
                     .store_errors
                     .with_label_values(&["silences"])
                     .inc();
-                eprintln!("jingzhi: cannot refresh silences: {e}");
+                tracing::error!("cannot refresh silences: {e}");
             }
         }
         if let Some(log) = &self.log {
@@ -361,7 +361,7 @@ impl App {
                     .store_errors
                     .with_label_values(&["event_log_trim"])
                     .inc();
-                eprintln!("jingzhi: cannot trim the event log: {e}");
+                tracing::error!("cannot trim the event log: {e}");
             }
         }
         let horizon = self
@@ -372,7 +372,7 @@ impl App {
                 .store_errors
                 .with_label_values(&["trim_changes"])
                 .inc();
-            eprintln!("jingzhi: cannot trim the alert history: {e}");
+            tracing::error!("cannot trim the alert history: {e}");
         }
     }
 }
