@@ -1,18 +1,17 @@
 //! From windowed partials to the alert collection: resolve places through
-//! reference data, key by the rule's group (fanning out to neighbouring
-//! cells where a term asks), aggregate in two levels, test the condition or
-//! run the temporal state machine, then apply inhibition.
+//! reference data, key by the term's group (fanning out to neighbouring
+//! cells where a term asks), aggregate each slice, evaluate every rule of
+//! a key at once (`keys`), run the temporal state machines, then apply
+//! inhibition.
 
 use crate::registry::PlanRegistry;
-use crate::types::{
-    AlertRow, Facts, GroupKey, KeyOutput, Partial, PartialKey, Place, RuleId, TermEvidence, Time,
-    F64,
-};
+use crate::types::{AlertRow, GroupKey, KeyOutput, Partial, PartialKey, Place, RuleId, Time};
 use crate::window::WHOLE_WINDOW;
 use differential_dataflow::VecCollection;
-use jingzhi_rules::plan::{AggFn, GroupBy, TermStats};
+use jingzhi_rules::plan::GroupBy;
 use jingzhi_rules::space::{CellId, Grid};
 use jingzhi_rules::Sym;
+use timely::dataflow::StreamVec;
 
 /// Reference data as collections.
 pub struct ReferenceCollections<'s> {
@@ -26,9 +25,12 @@ pub struct ReferenceCollections<'s> {
 
 pub type AlertCollection<'s> = VecCollection<'s, Time, ((RuleId, GroupKey), AlertRow), isize>;
 
-/// Builds the alert collection from the window operator's output.
+/// Builds the alert collection from the window operator's output and the
+/// stream of rule installs (`true`) and removals (`false`), which every
+/// worker receives in the same order.
 pub fn alerts<'s>(
     partials: VecCollection<'s, Time, (PartialKey, Partial), isize>,
+    rule_changes: StreamVec<'s, Time, (RuleId, bool)>,
     reference: ReferenceCollections<'s>,
     registry: PlanRegistry,
     grid: Grid,
@@ -37,9 +39,9 @@ pub fn alerts<'s>(
     let direct =
         partials
             .clone()
-            .flat_map(|((rule, scope, place), p)| match (scope.group_by, place) {
-                (GroupBy::Segment, Place::Segment(s)) => Some(((rule, GroupKey::Segment(s)), p)),
-                (GroupBy::Sensor, Place::Sensor(s)) => Some(((rule, GroupKey::Sensor(s)), p)),
+            .flat_map(|((term, scope, place), p)| match (scope.group_by, place) {
+                (GroupBy::Segment, Place::Segment(s)) => Some(((term, GroupKey::Segment(s)), p)),
+                (GroupBy::Sensor, Place::Sensor(s)) => Some(((term, GroupKey::Sensor(s)), p)),
                 _ => None,
             });
     let spatial = partials
@@ -47,30 +49,30 @@ pub fn alerts<'s>(
     // Contributions placed directly in a cell skip the joins.
     let in_cell = spatial
         .clone()
-        .flat_map(|((rule, scope, place), p)| match place {
-            Place::Cell(cell) => Some(((rule, scope, cell), p)),
+        .flat_map(|((term, scope, place), p)| match place {
+            Place::Cell(cell) => Some(((term, scope, cell), p)),
             _ => None,
         });
     let by_sensor = spatial
         .clone()
-        .flat_map(|((rule, scope, place), p)| match place {
-            Place::Sensor(id) => Some((id, (rule, scope, p))),
+        .flat_map(|((term, scope, place), p)| match place {
+            Place::Sensor(id) => Some((id, (term, scope, p))),
             _ => None,
         })
-        .join_map(reference.sensors, |_id, &(rule, scope, p), &cell| {
-            ((rule, scope, cell), p)
+        .join_map(reference.sensors, |_id, &(term, scope, p), &cell| {
+            ((term, scope, cell), p)
         });
     let by_segment = spatial
-        .flat_map(|((rule, scope, place), p)| match place {
-            Place::Segment(id) => Some((id, (rule, scope, p))),
+        .flat_map(|((term, scope, place), p)| match place {
+            Place::Segment(id) => Some((id, (term, scope, p))),
             _ => None,
         })
-        .join_map(reference.segments, |_id, &(rule, scope, p), &cell| {
-            ((rule, scope, cell), p)
+        .join_map(reference.segments, |_id, &(term, scope, p), &cell| {
+            ((term, scope, cell), p)
         });
     let located = in_cell.concat(by_sensor).concat(by_segment);
 
-    let by_cell_key = located.clone().flat_map(move |((rule, scope, cell), p)| {
+    let by_cell_key = located.clone().flat_map(move |((term, scope, cell), p)| {
         let cells: Vec<CellId> = if scope.group_by == GroupBy::Cell && grid.contains(cell) {
             grid.neighbourhood(cell, u32::from(scope.rings)).collect()
         } else {
@@ -78,29 +80,30 @@ pub fn alerts<'s>(
         };
         cells
             .into_iter()
-            .map(move |c| ((rule, GroupKey::Cell(c)), p))
+            .map(move |c| ((term, GroupKey::Cell(c)), p))
     });
     let by_district_key = located
-        .flat_map(|((rule, scope, cell), p)| match scope.group_by {
-            GroupBy::District => Some((cell, (rule, p))),
+        .flat_map(|((term, scope, cell), p)| match scope.group_by {
+            GroupBy::District => Some((cell, (term, p))),
             _ => None,
         })
         .join_map(
             reference.cell_district.clone(),
-            |_cell, &(rule, p), &district| ((rule, GroupKey::District(district)), p),
+            |_cell, &(term, p), &district| ((term, GroupKey::District(district)), p),
         );
 
-    // Two levels: each slice of a term's window is merged on its own, then
-    // a key's slices and terms are merged and tested. A change re-reads one
-    // slice and the slice summaries, not every partial in a long window.
+    // Two levels: each slice of a term's window is merged on its own; the
+    // key operator then merges a key's slices per term and evaluates every
+    // rule of the key at once. A change re-reads one slice, the slice
+    // summaries and the key's rules, not every partial in a long window
+    // once per rule.
     let keyed = by_cell_key.concat(by_district_key).concat(direct);
     let whole = keyed.clone().filter(|(_, p)| p.slice == WHOLE_WINDOW);
-    let eval_registry = registry.clone();
-    let outputs = keyed
+    let summaries = keyed
         .filter(|(_, p)| p.slice != WHOLE_WINDOW)
-        .map(|((rule, key), p)| ((rule, key, p.term, p.slice), p))
+        .map(|((term, key), p)| ((term, key, p.slice), p))
         .reduce_named("Slices", |_key, input, output| {
-            let mut merged = Partial::empty(input[0].0.term);
+            let mut merged = Partial::empty();
             merged.slice = input[0].0.slice;
             for (p, mult) in input {
                 if *mult > 0 {
@@ -109,13 +112,9 @@ pub fn alerts<'s>(
             }
             output.push((merged, 1));
         })
-        .map(|((rule, key, _term, _slice), p)| ((rule, key), p))
-        .concat(whole)
-        .reduce_named("Rules", move |&(rule, _key), input, output| {
-            if let Some(o) = evaluate(&eval_registry, rule, input) {
-                output.push((o, 1));
-            }
-        });
+        .map(|((term, key, _slice), p)| ((term, key), p))
+        .concat(whole);
+    let outputs = crate::keys::evaluate_keys(summaries, rule_changes, registry.clone());
 
     let plain = outputs.clone().flat_map(|(k, o)| match o {
         KeyOutput::Alert(a) => Some((k, a)),
@@ -184,73 +183,4 @@ fn inhibit<'s>(
         .map(|(_, rule_key)| rule_key)
         .distinct();
     own.antijoin(suppressed)
-}
-
-/// Aggregates one key's partials and tests the rule's condition, or hands a
-/// temporal rule's facts on.
-fn evaluate(
-    registry: &PlanRegistry,
-    rule: RuleId,
-    input: &[(&Partial, isize)],
-) -> Option<KeyOutput> {
-    let plan = registry.get(rule)?;
-    let mut merged: Vec<Partial> = (0..plan.terms.len())
-        .map(|t| Partial::empty(t as u16))
-        .collect();
-    let mut tokens: Vec<Vec<u64>> = vec![Vec::new(); plan.terms.len()];
-    for (p, mult) in input {
-        let t = p.term as usize;
-        if *mult <= 0 || t >= merged.len() {
-            continue;
-        }
-        merged[t].merge(p, *mult as u64);
-        if plan.terms[t].agg == AggFn::CountDistinct {
-            tokens[t].push(p.token);
-        }
-    }
-    let stats: Vec<TermStats> = merged
-        .iter()
-        .zip(&mut tokens)
-        .map(|(p, toks)| {
-            if p.count == 0 {
-                return TermStats::default();
-            }
-            let mut s = p.stats();
-            toks.sort_unstable();
-            toks.dedup();
-            s.distinct = toks.len() as u64;
-            s
-        })
-        .collect();
-    let values: Vec<Option<f64>> = plan
-        .terms
-        .iter()
-        .zip(&stats)
-        .map(|(t, s)| s.value(t.agg))
-        .collect();
-    let evidence = stats
-        .iter()
-        .map(|s| TermEvidence {
-            count: s.count,
-            sum: F64(s.sum),
-            min: F64(s.min),
-            max: F64(s.max),
-            last: F64(s.last),
-            distinct: s.distinct,
-        })
-        .collect();
-    if plan.is_temporal() {
-        return Some(KeyOutput::Facts(Facts {
-            values: values.into_iter().map(|v| v.map(F64)).collect(),
-            evidence,
-        }));
-    }
-    if plan.condition.eval_terms(&values).truth() != Some(true) {
-        return None;
-    }
-    Some(KeyOutput::Alert(AlertRow {
-        severity: plan.severity_for(&values),
-        values: values.into_iter().map(|v| v.map(F64)).collect(),
-        evidence,
-    }))
 }

@@ -18,7 +18,7 @@ use jingzhi_rules::plan::RulePlan;
 use jingzhi_rules::space::{CellId, Grid, ReferenceChange};
 use jingzhi_rules::Sym;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
@@ -114,6 +114,8 @@ pub struct Engine {
     next_rule: AtomicU32,
     next_chunk: AtomicUsize,
     stats: Vec<Arc<WindowStats>>,
+    /// Each worker's last reported output frontier (0 before its first).
+    frontiers: Arc<[AtomicU64]>,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
 }
 
@@ -174,9 +176,11 @@ impl Engine {
         }
         let threads = threads.into_iter().flatten().collect();
 
+        let frontiers: Arc<[AtomicU64]> = (0..workers).map(|_| AtomicU64::new(0)).collect();
+        let merge_frontiers = frontiers.clone();
         std::thread::Builder::new()
             .name("jingzhi-merge".into())
-            .spawn(move || merge_outputs(workers, report_rx, out_tx))
+            .spawn(move || merge_outputs(workers, report_rx, out_tx, merge_frontiers))
             .map_err(|e| EngineError::Start(e.to_string()))?;
 
         Ok((
@@ -188,6 +192,7 @@ impl Engine {
                 next_rule: AtomicU32::new(1),
                 next_chunk: AtomicUsize::new(0),
                 stats,
+                frontiers,
                 guards: Mutex::new(Some(guards)),
             },
             out_rx,
@@ -321,6 +326,16 @@ impl Engine {
         r
     }
 
+    /// Each worker's progress: the output frontier it last reported (every
+    /// time before it is done on that worker), by worker index; 0 before
+    /// its first report, `Time::MAX` once it has finished.
+    pub fn worker_frontiers(&self) -> Vec<Time> {
+        self.frontiers
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Stops the workers after the commands already sent, and waits for them.
     pub async fn shutdown(&self) {
         {
@@ -396,9 +411,10 @@ fn run_worker(
     } = setup;
     let index = worker.index();
     let sink = report.clone();
-    let (mut input, mut sensors_in, mut segments_in, mut cells_in, probe) = worker
-        .dataflow::<Time, _, _>(|scope| {
+    let (mut input, mut rules_in, mut sensors_in, mut segments_in, mut cells_in, probe) =
+        worker.dataflow::<Time, _, _>(|scope| {
             let (input, stream) = scope.new_input::<WindowInput>();
+            let (rules_in, rule_changes) = scope.new_input::<(RuleId, bool)>();
             let (sensors_in, sensors) = scope.new_collection::<(Sym, CellId), isize>();
             let (segments_in, segments) = scope.new_collection::<(Sym, CellId), isize>();
             let (cells_in, cell_district) = scope.new_collection::<(CellId, Sym), isize>();
@@ -408,18 +424,19 @@ fn run_worker(
                 segments,
                 cell_district,
             };
-            let (probe, _) = alerts(partials, reference, registry, grid)
+            let (probe, _) = alerts(partials, rule_changes, reference, registry, grid)
                 .inspect_batch(move |_stamp, updates| {
                     if !updates.is_empty() {
                         let _ = sink.send(WorkerReport::Updates(updates.to_vec()));
                     }
                 })
                 .probe();
-            (input, sensors_in, segments_in, cells_in, probe)
+            (input, rules_in, sensors_in, segments_in, cells_in, probe)
         });
 
     let epoch = clock + 1;
     input.advance_to(epoch);
+    rules_in.advance_to(epoch);
     sensors_in.advance_to(epoch);
     segments_in.advance_to(epoch);
     cells_in.advance_to(epoch);
@@ -451,8 +468,14 @@ fn run_worker(
                             context,
                             reply,
                         }),
-                        Command::AddRule(id, plan) => input.send(WindowInput::AddRule(id, plan)),
-                        Command::RemoveRule(id) => input.send(WindowInput::RemoveRule(id)),
+                        Command::AddRule(id, plan) => {
+                            input.send(WindowInput::AddRule(id, plan));
+                            rules_in.send((id, true));
+                        }
+                        Command::RemoveRule(id) => {
+                            input.send(WindowInput::RemoveRule(id));
+                            rules_in.send((id, false));
+                        }
                         Command::Reference(changes) if index == 0 => {
                             for change in changes {
                                 apply_reference(
@@ -475,6 +498,8 @@ fn run_worker(
                             let next = clock.saturating_add(1);
                             if next > *input.time() {
                                 input.advance_to(next);
+                                rules_in.advance_to(next);
+                                rules_in.flush();
                                 sensors_in.advance_to(next);
                                 segments_in.advance_to(next);
                                 cells_in.advance_to(next);
@@ -496,6 +521,7 @@ fn run_worker(
             // The input handle buffers until flushed; hand everything over
             // now rather than at the next clock advance.
             input.flush();
+            rules_in.flush();
         }
         let park = if handled == 0 {
             Some(Duration::from_millis(100))
@@ -518,6 +544,7 @@ fn run_worker(
     // until the dataflow is done so its last changes are reported before
     // this worker says it exited.
     drop(input);
+    drop(rules_in);
     drop(sensors_in);
     drop(segments_in);
     drop(cells_in);
@@ -577,6 +604,7 @@ fn merge_outputs(
     workers: usize,
     reports: std_mpsc::Receiver<WorkerReport>,
     out: std_mpsc::Sender<EngineOutput>,
+    progress: Arc<[AtomicU64]>,
 ) {
     let mut frontiers = vec![0; workers];
     let mut pending: BTreeMap<Time, Vec<(KeyedAlert, isize)>> = BTreeMap::new();
@@ -591,6 +619,7 @@ fn merge_outputs(
             }
             WorkerReport::Frontier(w, f) => {
                 frontiers[w] = f;
+                progress[w].store(f, Ordering::Relaxed);
                 let through = frontiers.iter().copied().min().unwrap_or(0);
                 if through > released {
                     while let Some(entry) = pending.first_entry() {

@@ -26,6 +26,7 @@
 
 mod alerts;
 pub mod engine;
+mod keys;
 mod registry;
 mod temporal;
 pub mod types;

@@ -91,11 +91,10 @@ pub struct Scope {
     pub rings: u8,
 }
 
-/// A combined contribution of one or more events to one term of one rule,
+/// A combined contribution of one or more events to one shared term,
 /// entering and leaving the window together.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Partial {
-    pub term: u16,
     /// Which slice of the window, by exit time, this partial leaves in:
     /// aggregation first merges each slice, then the slices, so that a
     /// change re-reads one slice rather than the whole window.
@@ -113,9 +112,8 @@ pub struct Partial {
 }
 
 impl Partial {
-    pub fn new(term: u16, slice: u32, x: f64, ts: u64, token: u64) -> Partial {
+    pub fn new(slice: u32, x: f64, ts: u64, token: u64) -> Partial {
         Partial {
-            term,
             slice,
             count: 1,
             sum: F64(x),
@@ -127,11 +125,11 @@ impl Partial {
         }
     }
 
-    /// An empty partial of a term, to merge into.
-    pub fn empty(term: u16) -> Partial {
+    /// An empty partial, to merge into.
+    pub fn empty() -> Partial {
         Partial {
             count: 0,
-            ..Partial::new(term, 0, 0.0, 0, 0)
+            ..Partial::new(0, 0.0, 0, 0)
         }
     }
 
@@ -185,8 +183,13 @@ impl Partial {
     }
 }
 
-/// The key of a partial on its way to its group: rule, how it groups, where.
-pub type PartialKey = (RuleId, Scope, Place);
+/// A term computed once for every rule that uses it: a hash of what the
+/// window operator and the aggregation read (stream, filter, value,
+/// window, grouping, rings), not of the rule or the term's name.
+pub type TermId = u64;
+
+/// The key of a partial on its way to its group: term, how it groups, where.
+pub type PartialKey = (TermId, Scope, Place);
 
 /// One term's window contents for one key, as evidence.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -24,7 +24,8 @@
 //! with full windows, and it drops all of a removed rule's contributions at
 //! the moment of removal.
 
-use crate::types::{Partial, PartialKey, Place, RuleId, Scope, Time};
+use crate::registry::term_id;
+use crate::types::{Partial, PartialKey, Place, RuleId, Scope, TermId, Time};
 use differential_dataflow::{AsCollection, VecCollection};
 use jingzhi_rules::event::{parse_line, Body, Event, ParseContext};
 use jingzhi_rules::plan::{term_input, term_token, AggFn, GroupBy, RulePlan, Window};
@@ -136,15 +137,20 @@ pub fn placement(window: Window, ts: Time, resolution_ms: u64) -> (Time, Time) {
 
 type FxMap<K, V> = jingzhi_rules::fxhash::FxHashMap<K, V>;
 
-/// (rule, term, scope, place, end, distinct token) — partials with equal
-/// keys combine.
-type CombineKey = (RuleId, u16, Scope, Place, Time, u64);
+/// (term, scope, place, end, distinct token) — partials with equal keys
+/// combine.
+type CombineKey = (TermId, Scope, Place, Time, u64);
 
+/// A shared term: computed once for all the rules that use it.
+#[derive(Clone)]
 struct InstalledTerm {
-    rule: RuleId,
-    term: u16,
+    id: TermId,
     scope: Scope,
+    /// A plan that has the term, and where.
     plan: Arc<RulePlan>,
+    term: usize,
+    /// How many (rule, term) pairs use it.
+    users: u32,
 }
 
 /// Where a term's contribution is keyed: the event's location for cell and
@@ -168,11 +174,13 @@ fn place_for(group_by: GroupBy, event: &Event) -> Option<Place> {
 struct WindowState {
     config: WindowConfig,
     rules: BTreeMap<RuleId, Arc<RulePlan>>,
+    terms: BTreeMap<TermId, InstalledTerm>,
     by_stream: [Vec<InstalledTerm>; 3],
     inserts: BTreeMap<Time, FxMap<CombineKey, Partial>>,
     retracts: BTreeMap<Time, Vec<(PartialKey, Partial)>>,
-    /// Partials to retract right away, at the time of a rule's removal.
-    immediate: Vec<(PartialKey, Partial, Time)>,
+    /// Updates to hand over at once, whatever is pending: a removed term's
+    /// partials leave at the time of the removal.
+    immediate: Vec<(PartialKey, Partial, Time, isize)>,
     history: VecDeque<Event>,
     history_ms: u64,
     stats: Arc<WindowStats>,
@@ -183,18 +191,8 @@ impl WindowState {
         for list in &mut self.by_stream {
             list.clear();
         }
-        for (&rule, plan) in &self.rules {
-            for (i, term) in plan.terms.iter().enumerate() {
-                self.by_stream[term.stream.index()].push(InstalledTerm {
-                    rule,
-                    term: i as u16,
-                    scope: Scope {
-                        group_by: plan.group_by,
-                        rings: term.rings.min(u32::from(u8::MAX)) as u8,
-                    },
-                    plan: plan.clone(),
-                });
-            }
+        for t in self.terms.values() {
+            self.by_stream[t.plan.terms[t.term].stream.index()].push(t.clone());
         }
         let reach = self.rules.values().map(|p| p.reach()).max().unwrap_or(0);
         self.history_ms = if self.config.keep_history {
@@ -214,7 +212,7 @@ impl WindowState {
     ) -> u64 {
         let mut expired = 0;
         for t in terms {
-            let term = &t.plan.terms[t.term as usize];
+            let term = &t.plan.terms[t.term];
             let Some(x) = term_input(term, event) else {
                 continue;
             };
@@ -236,13 +234,13 @@ impl WindowState {
             } else {
                 (0, slice_of(term.window, end, resolution_ms))
             };
-            let key = (t.rule, t.term, t.scope, place, end, token);
+            let key = (t.id, t.scope, place, end, token);
             inserts
                 .entry(enter)
                 .or_default()
                 .entry(key)
                 .and_modify(|p| p.add(x, event.ts))
-                .or_insert_with(|| Partial::new(t.term, slice, x, event.ts, token));
+                .or_insert_with(|| Partial::new(slice, x, event.ts, token));
         }
         expired
     }
@@ -268,22 +266,41 @@ impl WindowState {
     }
 
     fn on_add(&mut self, rule: RuleId, plan: Arc<RulePlan>, at: Time) {
+        if self.rules.contains_key(&rule) {
+            return;
+        }
+        let mut fresh: Vec<InstalledTerm> = Vec::new();
+        for (i, term) in plan.terms.iter().enumerate() {
+            let id = term_id(term, plan.group_by);
+            match self.terms.get_mut(&id) {
+                Some(t) => t.users += 1,
+                None => {
+                    let t = InstalledTerm {
+                        id,
+                        scope: Scope {
+                            group_by: plan.group_by,
+                            rings: term.rings.min(u32::from(u8::MAX)) as u8,
+                        },
+                        plan: plan.clone(),
+                        term: i,
+                        users: 1,
+                    };
+                    fresh.push(t.clone());
+                    self.terms.insert(id, t);
+                }
+            }
+        }
         self.rules.insert(rule, plan);
         self.rebuild_index();
-        let fresh: Vec<&InstalledTerm> = self
-            .by_stream
-            .iter()
-            .flatten()
-            .filter(|t| t.rule == rule)
-            .collect();
+        // A term no installed rule had before starts with the events kept;
+        // a term shared with an installed rule is already complete.
         for event in &self.history {
             let stream = event.stream();
             Self::place(
                 &mut self.inserts,
                 fresh
                     .iter()
-                    .copied()
-                    .filter(|t| t.plan.terms[t.term as usize].stream == stream),
+                    .filter(|t| t.plan.terms[t.term].stream == stream),
                 event,
                 at,
                 self.config.resolution_ms,
@@ -292,18 +309,44 @@ impl WindowState {
     }
 
     fn on_remove(&mut self, rule: RuleId, at: Time) {
-        if self.rules.remove(&rule).is_none() {
+        let Some(plan) = self.rules.remove(&rule) else {
             return;
+        };
+        let mut dead: Vec<TermId> = Vec::new();
+        for term in &plan.terms {
+            let id = term_id(term, plan.group_by);
+            if let Some(t) = self.terms.get_mut(&id) {
+                t.users = t.users.saturating_sub(1);
+                if t.users == 0 {
+                    self.terms.remove(&id);
+                    dead.push(id);
+                }
+            }
         }
         self.rebuild_index();
-        for map in self.inserts.values_mut() {
-            map.retain(|k, _| k.0 != rule);
+        if dead.is_empty() {
+            return;
+        }
+        // Partials waiting to enter before the removal still enter (the
+        // term existed then) and leave at the removal; later ones never do.
+        for (&enter, map) in self.inserts.iter_mut() {
+            map.retain(|&(term, scope, place, _end, _token), p| {
+                if !dead.contains(&term) {
+                    return true;
+                }
+                if enter < at {
+                    let key = (term, scope, place);
+                    self.immediate.push((key, *p, enter, 1));
+                    self.immediate.push((key, *p, at, -1));
+                }
+                false
+            });
         }
         self.inserts.retain(|_, m| !m.is_empty());
         for list in self.retracts.values_mut() {
             list.retain(|(k, p)| {
-                if k.0 == rule {
-                    self.immediate.push((*k, *p, at));
+                if dead.contains(&k.0) {
+                    self.immediate.push((*k, *p, at, -1));
                     false
                 } else {
                     true
@@ -361,6 +404,7 @@ pub fn windows<'s>(
             let mut state = WindowState {
                 config,
                 rules: BTreeMap::new(),
+                terms: BTreeMap::new(),
                 by_stream: Default::default(),
                 inserts: BTreeMap::new(),
                 retracts: BTreeMap::new(),
@@ -413,16 +457,16 @@ pub fn windows<'s>(
                 let complete_before = frontier.frontier().first().copied().unwrap_or(Time::MAX);
                 if let Some(cap) = held.as_mut() {
                     let mut session = output.session(&*cap);
-                    for (key, partial, at) in state.immediate.drain(..) {
-                        session.give(((key, partial), at, -1));
+                    for (key, partial, at, diff) in state.immediate.drain(..) {
+                        session.give(((key, partial), at, diff));
                     }
                     while let Some(entry) = state.inserts.first_entry() {
                         let at = *entry.key();
                         if at >= complete_before {
                             break;
                         }
-                        for ((rule, _term, scope, place, end, _token), partial) in entry.remove() {
-                            let key = (rule, scope, place);
+                        for ((term, scope, place, end, _token), partial) in entry.remove() {
+                            let key = (term, scope, place);
                             session.give(((key, partial), at, 1));
                             state.retracts.entry(end).or_default().push((key, partial));
                         }

@@ -267,3 +267,116 @@ fn sliding_count_raises_and_clears_on_time() {
     let changes: Vec<(Time, usize)> = history.iter().map(|(t, a)| (t - T0, a.len())).collect();
     assert_eq!(changes, vec![(120_000, 1), (600_000, 0)]);
 }
+
+#[test]
+fn rules_sharing_terms_come_and_go_independently() {
+    // Two rules over the same term (same stream, filter, value, window and
+    // grouping), with different thresholds and aggregates: the term is
+    // computed once, each rule is judged on it, and adding or removing one
+    // rule leaves the other alone.
+    let deep = compile_one(
+        r#"rule deep "deep" {
+  severity red
+  group by cell
+  when max(sensor.value where kind == "water_level") over 10m > 0.5
+}"#,
+    );
+    let wet = compile_one(
+        r#"rule wet "wet" {
+  severity blue
+  group by cell
+  let level = avg(sensor.value where kind == "water_level") over 10m
+  when level > 0.1
+}"#,
+    );
+    let reading = |ms: u64, cell: u32, value: f64| Event {
+        ts: T0 + ms,
+        location: Location::Cell(cell),
+        body: Body::Sensor(Sensor {
+            sensor_id: format!("s{cell}").as_str().into(),
+            kind: Sym::intern("water_level").unwrap(),
+            value,
+            unit: None,
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let config = EngineConfig {
+            workers: 2,
+            window: WindowConfig {
+                resolution_ms: 1000,
+                keep_history: false,
+                min_history_ms: 0,
+            },
+            command_capacity: 64,
+            grid: Default::default(),
+        };
+        let (engine, out) = Engine::start(config, T0).unwrap();
+        let wet_id = engine.add_rule(Arc::new(wet)).await.unwrap();
+        engine
+            .send_events(vec![reading(1_000, 7, 0.6), reading(1_000, 8, 0.2)])
+            .await
+            .unwrap();
+        engine.advance(T0 + 2_000).await.unwrap();
+        // Without history, a rule added now sees only what its terms hold:
+        // `deep` shares `wet`'s term, so cell 7's reading is there.
+        let deep_id = engine.add_rule(Arc::new(deep)).await.unwrap();
+        engine.advance(T0 + 3_000).await.unwrap();
+        engine.remove_rule(wet_id).await.unwrap();
+        engine.advance(T0 + 4_000).await.unwrap();
+        // `deep` keeps the shared term after `wet` is gone.
+        engine
+            .send_events(vec![reading(4_000, 9, 0.9)])
+            .await
+            .unwrap();
+        engine.advance(T0 + 5_000).await.unwrap();
+        engine.remove_rule(deep_id).await.unwrap();
+        engine.advance(T0 + 6_000).await.unwrap();
+
+        let mut active: BTreeMap<(u32, GroupKey), isize> = BTreeMap::new();
+        let mut at: BTreeMap<Time, BTreeSet<(u32, GroupKey)>> = BTreeMap::new();
+        loop {
+            match out
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("engine output")
+            {
+                EngineOutput::Changes { time, updates } => {
+                    for u in updates {
+                        *active.entry((u.rule, u.key)).or_default() += u.diff;
+                    }
+                    active.retain(|_, c| *c != 0);
+                    at.insert(time, active.keys().copied().collect());
+                }
+                EngineOutput::Complete { through } if through > T0 + 6_000 => break,
+                EngineOutput::Complete { .. } => {}
+                EngineOutput::Stopped { reason } => panic!("engine stopped: {reason}"),
+            }
+        }
+        engine.shutdown().await;
+        let state = |t: Time| {
+            at.range(..=t)
+                .next_back()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
+        };
+        let (c7, c8, c9) = (GroupKey::Cell(7), GroupKey::Cell(8), GroupKey::Cell(9));
+        assert_eq!(
+            state(T0 + 2_000),
+            BTreeSet::from([(wet_id, c7), (wet_id, c8)])
+        );
+        assert_eq!(
+            state(T0 + 3_000),
+            BTreeSet::from([(wet_id, c7), (wet_id, c8), (deep_id, c7)]),
+            "the new rule is judged at once on the shared term"
+        );
+        assert_eq!(state(T0 + 4_000), BTreeSet::from([(deep_id, c7)]));
+        assert_eq!(
+            state(T0 + 5_000),
+            BTreeSet::from([(deep_id, c7), (deep_id, c9)])
+        );
+        assert_eq!(state(T0 + 6_000), BTreeSet::new());
+    });
+}

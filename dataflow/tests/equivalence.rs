@@ -723,8 +723,18 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     (
         prop::collection::vec(rule_spec(), 1..=3),
         prop::collection::vec(step_spec(), 1..40),
+        prop::option::of(0..3usize),
     )
-        .prop_map(|(rules, steps)| Case { rules, steps })
+        .prop_map(|(mut rules, steps, twin)| {
+            // Sometimes a second rule with the same terms under another
+            // name: terms are computed once for every rule that uses them,
+            // and each rule must still get exactly its own alerts.
+            if let Some(i) = twin {
+                let copy = rules[i % rules.len()].clone();
+                rules.push(copy);
+            }
+            Case { rules, steps }
+        })
 }
 
 #[test]
