@@ -52,7 +52,8 @@ impl AlertRecord {
         self.cleared.unwrap_or(end).saturating_sub(self.raised)
     }
 
-    fn json(&self, end: Time) -> serde_json::Value {
+    /// The alert as `--json` prints it.
+    pub fn json(&self, end: Time) -> serde_json::Value {
         json!({
             "rule": self.rule,
             "key": self.key,
@@ -137,7 +138,8 @@ impl Backtest {
             .collect()
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// Alerts and summary, as `--json` prints them.
+    pub fn json(&self) -> serde_json::Value {
         json!({
             "alerts": self.alerts.iter().map(|a| a.json(self.end)).collect::<Vec<_>>(),
             "summary": self.summary(),

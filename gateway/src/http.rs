@@ -84,6 +84,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/rules", get(crate::rules_api::list))
         .route("/api/v1/rules/validate", post(crate::rules_api::validate))
         .route(
+            "/api/v1/rules/backtest",
+            post(crate::backtest_api::backtest),
+        )
+        .route(
             "/api/v1/rules/{name}",
             get(crate::rules_api::get_rule)
                 .put(crate::rules_api::put_rule)
@@ -325,6 +329,11 @@ async fn status(
     authorize(&app, &token, Access::Read)?;
     let rules = app.rules.read().unwrap_or_else(|e| e.into_inner()).len();
     let active = app.book.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let grid = {
+        let reference = app.reference.read().unwrap_or_else(|e| e.into_inner());
+        let g = &reference.grid;
+        json!({"west": g.west, "south": g.south, "east": g.east, "north": g.north, "cols": g.cols, "rows": g.rows})
+    };
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "clock_mode": app.config.clock.name(),
@@ -335,6 +344,7 @@ async fn status(
         "ready": app.is_ready(),
         "uptime_s": app.started.elapsed().as_secs(),
         "durable": app.log.is_some(),
+        "grid": grid,
         "auth": app.auth.enabled(),
     })))
 }

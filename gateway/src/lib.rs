@@ -20,6 +20,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod backtest;
+pub mod backtest_api;
 pub mod bench;
 pub mod city;
 pub mod config;

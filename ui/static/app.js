@@ -1,519 +1,256 @@
-// 京智 · Jingzhi decision dashboard: first cut.
+// 京智 · Jingzhi — the decision dashboard.
 //
-// One ES module (no build step, no dependencies), in sections that can later
-// become files of their own:
+// Modules (plain ES modules, no build step, nothing from the internet):
 //
-//   constants · i18n · feed state (pure) · ordering and selection (pure) ·
-//   formatting (pure) · view (DOM) · connection (WebSocket) · engine clock ·
-//   boot
+//   i18n.js   strings (zh-CN, en), times in the operator's zone, numbers
+//   feed.js   the alert feed's state, resume, the render throttle   (pure)
+//   model.js  order, filters, counts, the virtual list, the grid     (pure)
+//   charts.js ECharts options: map, districts, timeline             (pure)
+//   api.js    token, requests, roles
+//   shell.js  language switch, signed-in user, sign-in box
+//   app.js    this page: DOM, WebSocket, charts, alert detail
 //
 // The page talks only to the documented API (docs/api.md), same origin:
-// the WebSocket feed /api/v1/alerts/ws and GET /api/v1/status.
+// the feed `api/v1/alerts/ws` (resumed with `since`), `api/v1/status`,
+// `api/v1/whoami`, an alert's history and the operator actions.
 //
-// Data flow: each WebSocket message is parsed and folded into the feed
-// state at once by `applyMessage` (pure apart from updating the state object
-// it is given; no DOM, no I/O). What changed is collected as "marks" (new /
-// changed / gone per alert id) and the DOM is updated at most once per
-// animation frame, by keyed row updates: at most MAX_ROWS row elements
-// exist, each reused while its alert stays visible.
-//
-// The pure parts are exported for ui/tests/app.test.mjs; `boot` runs only in
-// a browser.
+// Data flow: each feed message is folded into the feed state at once
+// (`applyMessage`); the DOM is updated at most every 250 ms on an
+// animation frame (`createThrottle`), and only the visible rows of the
+// list exist (`virtualWindow`), so 5,000 alerts and hundreds of changes a
+// second cost a bounded amount of work per frame. The charts and the map
+// are refreshed at most once a second.
 
-// ---------------------------------------------------------------- constants
+import {
+  SEVERITIES,
+  STATES,
+  escapeHtml,
+  formatAge,
+  formatNumber,
+  formatTime,
+  localTimeZone,
+  severityName,
+} from './i18n.js';
+import {
+  applyMessage,
+  createFeed,
+  createThrottle,
+  feedUrl,
+  latestTime,
+  nextBackoff,
+  resetConnection,
+} from './feed.js';
+import {
+  ageReference,
+  alertState,
+  cellData,
+  createTimeline,
+  districtLabel,
+  districtNames,
+  emptyFilter,
+  filterActive,
+  formatPlace,
+  gridFrom,
+  selectAlerts,
+  sortAlerts,
+  summarize,
+  timelineRecord,
+  timelineSeries,
+  virtualWindow,
+  TIMELINE_HOURS,
+} from './model.js';
+import { MAP_NAME, districtBarOption, echartsGlobal, mapOption, timelineOption } from './charts.js';
+import { createShell } from './shell.js';
 
-/** Severities, most severe first. */
-export const SEVERITIES = Object.freeze(['red', 'orange', 'yellow', 'blue']);
-const SEVERITY_RANK = new Map([
-  ['red', 4],
-  ['orange', 3],
-  ['yellow', 2],
-  ['blue', 1],
-]);
-
-/** Rows rendered at most; the rest are counted in a note. */
-export const MAX_ROWS = 500;
-export const BACKOFF_MIN_MS = 1000;
-export const BACKOFF_MAX_MS = 15000;
+export const ROW_HEIGHT = 56;
+const CHART_INTERVAL_MS = 1000;
 const STATUS_REFRESH_MS = 10000;
-const STATUS_TIMEOUT_MS = 5000;
-const FLASH_NEW_MS = 2500;
-const FLASH_CHANGED_MS = 1200;
-const LEAVE_MS = 600;
-const LANG_STORAGE_KEY = 'jingzhi.lang';
+const FRESH_MS = 3000;
+const HISTORY_REFRESH_MS = 2000;
+const SOUND_KEY = 'jingzhi.sound';
+const SOUND_GAP_MS = 4000;
 
 const API = Object.freeze({
   feed: 'api/v1/alerts/ws',
   status: 'api/v1/status',
+  alert: (id) => `api/v1/alerts/${encodeURIComponent(id)}`,
+  history: (id) => `api/v1/alerts/${encodeURIComponent(id)}/history`,
+  act: (id, verb) => `api/v1/alerts/${encodeURIComponent(id)}/${verb}`,
+  silences: 'api/v1/silences',
 });
 
-// --------------------------------------------------------------------- i18n
+// ------------------------------------------------------------- detail (pure)
 
-/** Every UI string, keyed by language. Functions take the varying parts. */
-export const STRINGS = Object.freeze({
-  zh: {
-    htmlLang: 'zh-CN',
-    title: '京智 · Jingzhi 城市风险实时研判',
-    tagline: '城市风险实时研判',
-    language: '语言',
-    conn: { connecting: '连接中', open: '已连接', closed: '已断开' },
-    reconnectIn: (s) => `${s} 秒后重连`,
-    lastUpdate: '最近更新',
-    clockEvent: '事件时钟',
-    clockWall: '本地时间',
-    clockStatusFailed: '无法获取引擎状态',
-    severity: { red: '红色', orange: '橙色', yellow: '黄色', blue: '蓝色' },
-    severityUnknown: '未知',
-    countsHeading: '预警统计',
-    tileHint: (sev) => `只看${sev}预警(再次点击取消筛选)`,
-    listHeading: '活动预警',
-    total: (n) => `共 ${n} 条`,
-    filterNote: (sev) => `筛选:${sev}`,
-    empty: '当前无活动预警',
-    emptyFiltered: (sev) => `当前无${sev}预警`,
-    waiting: '等待数据…',
-    more: (n) => `还有 ${n} 条`,
-    stale: '连接已断开,列表为断开前的数据',
-    cell: (c) => `网格 ${c}`,
-    age: {
-      s: (n) => `${n} 秒`,
-      m: (n) => `${n} 分钟`,
-      h: (h, m) => `${h} 小时 ${m} 分`,
-      d: (d, h) => `${d} 天 ${h} 小时`,
-    },
-    detail: {
-      rule: '规则',
-      started: '开始',
-      updated: '更新',
-      id: '编号',
-      values: '当前数值',
-      summary: '证据摘要',
-      evidence: '证据',
-      term: '项',
-      stream: '数据流',
-      aggregate: '聚合',
-      window: '窗口',
-      count: '样本',
-      min: '最小',
-      max: '最大',
-      avg: '平均',
-      none: '无',
-    },
-    info: (s) => `规则 ${s.rules} · 工作线程 ${s.workers} · v${s.version}`,
-  },
-  en: {
-    htmlLang: 'en',
-    title: 'Jingzhi · real-time city risk assessment',
-    tagline: 'real-time city risk assessment',
-    language: 'Language',
-    conn: { connecting: 'Connecting', open: 'Connected', closed: 'Disconnected' },
-    reconnectIn: (s) => `retry in ${s} s`,
-    lastUpdate: 'last update',
-    clockEvent: 'Event clock',
-    clockWall: 'Local time',
-    clockStatusFailed: 'engine status unavailable',
-    severity: { red: 'Red', orange: 'Orange', yellow: 'Yellow', blue: 'Blue' },
-    severityUnknown: 'Unknown',
-    countsHeading: 'Alerts by severity',
-    tileHint: (sev) => `Show only ${sev} alerts (click again to clear)`,
-    listHeading: 'Active alerts',
-    total: (n) => `${n} total`,
-    filterNote: (sev) => `filter: ${sev}`,
-    empty: 'No active alerts',
-    emptyFiltered: (sev) => `No ${sev} alerts`,
-    waiting: 'Waiting for data…',
-    more: (n) => `${n} more`,
-    stale: 'Disconnected: the list shows the data from before',
-    cell: (c) => `cell ${c}`,
-    age: {
-      s: (n) => `${n} s`,
-      m: (n) => `${n} min`,
-      h: (h, m) => `${h} h ${m} min`,
-      d: (d, h) => `${d} d ${h} h`,
-    },
-    detail: {
-      rule: 'Rule',
-      started: 'Started',
-      updated: 'Updated',
-      id: 'ID',
-      values: 'Current values',
-      summary: 'Evidence summary',
-      evidence: 'Evidence',
-      term: 'Term',
-      stream: 'Stream',
-      aggregate: 'Aggregate',
-      window: 'Window',
-      count: 'n',
-      min: 'min',
-      max: 'max',
-      avg: 'avg',
-      none: 'none',
-    },
-    info: (s) => `${s.rules} rules · ${s.workers} workers · v${s.version}`,
-  },
-});
-
-export const LANGUAGES = Object.freeze(Object.keys(STRINGS));
-
-/** The strings of `lang`, falling back to Chinese. */
-export function strings(lang) {
-  return LANGUAGES.includes(lang) ? STRINGS[lang] : STRINGS.zh;
-}
-
-// ------------------------------------------------------- feed state (pure)
-
-const NO_CHANGES = Object.freeze([]);
-
-/**
- * The client's copy of the alert feed.
- *
- * - `seq`: the last sequence number applied (null before the first snapshot).
- * - `alerts`: active alerts by id.
- * - `synced`: a snapshot has arrived on the current connection; changes are
- *   applied only then.
- * - `everSynced`: some snapshot has arrived (later snapshots are diffed).
- * - `orderVersion`: bumped whenever the order or membership may have changed
- *   (so the sorted array can be reused in between).
- * - `version`: bumped on every applied change.
- */
-export function createFeed() {
-  return {
-    seq: null,
-    alerts: new Map(),
-    synced: false,
-    everSynced: false,
-    orderVersion: 0,
-    version: 0,
-  };
-}
-
-/** A new connection: wait for its snapshot before applying changes. */
-export function resetConnection(feed) {
-  feed.synced = false;
-}
-
-function isAlert(a) {
-  return a !== null && typeof a === 'object' && typeof a.id === 'string' && a.id !== '';
-}
-
-/**
- * Folds one feed message into `feed` (updated in place; no DOM, no I/O).
- *
- * Returns `{status, changes}`:
- * - status `snapshot`: the list was replaced (first message, a `resync`, or
- *   the snapshot of a new connection);
- * - `change`: a raised/updated/cleared message was applied;
- * - `stale`: an already applied seq, ignored;
- * - `gap`: a seq was skipped: the client is out of step and should
- *   reconnect (the server promises no gaps, so this is a safety net);
- * - `ignored`: nothing to apply (no snapshot yet on this connection, or an
- *   unknown message type, whose seq is still taken);
- * - `invalid`: a malformed message.
- *
- * `changes` lists `[id, kind]` with kind `new`, `changed` or `gone`. The
- * first snapshot ever yields none (nothing to highlight); later snapshots
- * yield the difference to the list they replace.
- */
-export function applyMessage(feed, msg) {
-  if (msg === null || typeof msg !== 'object' || typeof msg.type !== 'string') {
-    return { status: 'invalid', changes: NO_CHANGES };
-  }
-  if (msg.type === 'snapshot') return applySnapshot(feed, msg);
-  if (!feed.synced) return { status: 'ignored', changes: NO_CHANGES };
-  if (!Number.isSafeInteger(msg.seq)) return { status: 'invalid', changes: NO_CHANGES };
-  if (msg.seq <= feed.seq) return { status: 'stale', changes: NO_CHANGES };
-  if (msg.seq !== feed.seq + 1) return { status: 'gap', changes: NO_CHANGES };
-
-  const kind = msg.type;
-  if (kind !== 'raised' && kind !== 'updated' && kind !== 'cleared') {
-    feed.seq = msg.seq;
-    return { status: 'ignored', changes: NO_CHANGES };
-  }
-  const alert = msg.alert;
-  if (!isAlert(alert)) return { status: 'invalid', changes: NO_CHANGES };
-
-  feed.seq = msg.seq;
-  feed.version++;
-  const old = feed.alerts.get(alert.id);
-  if (kind === 'cleared') {
-    if (!old) return { status: 'change', changes: NO_CHANGES };
-    feed.alerts.delete(alert.id);
-    feed.orderVersion++;
-    return { status: 'change', changes: [[alert.id, 'gone']] };
-  }
-  feed.alerts.set(alert.id, alert);
-  if (!old || old.severity !== alert.severity || old.started_at !== alert.started_at) {
-    feed.orderVersion++;
-  }
-  // A `raised` for a known id, or an `updated` for an unknown one, should
-  // not happen; either way the alert is now shown as it was sent.
-  return { status: 'change', changes: [[alert.id, old ? 'changed' : 'new']] };
-}
-
-function applySnapshot(feed, msg) {
-  if (!Number.isSafeInteger(msg.seq) || !Array.isArray(msg.alerts)) {
-    return { status: 'invalid', changes: NO_CHANGES };
-  }
-  const next = new Map();
-  for (const a of msg.alerts) if (isAlert(a)) next.set(a.id, a);
-  let changes = NO_CHANGES;
-  if (feed.everSynced) {
-    changes = [];
-    for (const [id, a] of next) {
-      const old = feed.alerts.get(id);
-      if (!old) changes.push([id, 'new']);
-      else if (old.updated_at !== a.updated_at || old.severity !== a.severity) changes.push([id, 'changed']);
-    }
-    for (const id of feed.alerts.keys()) if (!next.has(id)) changes.push([id, 'gone']);
-  }
-  feed.alerts = next;
-  feed.seq = msg.seq;
-  feed.synced = true;
-  feed.everSynced = true;
-  feed.orderVersion++;
-  feed.version++;
-  return { status: 'snapshot', changes };
-}
-
-/**
- * Combines two marks for the same alert between renders: the later one
- * wins, except that an alert raised and then updated is still new.
- */
-export function mergeMark(prev, next) {
-  if (prev === 'new' && next === 'changed') return 'new';
-  return next;
-}
-
-/** The latest engine time a message carries (ms), or null. */
-export function latestTime(msg) {
-  let t = null;
-  const see = (a) => {
-    if (!a) return;
-    for (const v of [a.updated_at, a.cleared_at]) {
-      if (Number.isFinite(v) && (t === null || v > t)) t = v;
-    }
-  };
-  if (msg && Array.isArray(msg.alerts)) msg.alerts.forEach(see);
-  else if (msg) see(msg.alert);
-  return t;
-}
-
-/** The reconnect delay after `prevMs` (0: none yet): 1 s doubling to 15 s. */
-export function nextBackoff(prevMs) {
-  if (!(prevMs > 0)) return BACKOFF_MIN_MS;
-  return Math.min(prevMs * 2, BACKOFF_MAX_MS);
-}
-
-/** The WebSocket URL of the feed, relative to the page (ws: or wss:). */
-export function feedUrl(pageHref) {
-  const url = new URL(API.feed, pageHref);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.hash = '';
-  url.search = '';
-  return url.href;
-}
-
-// --------------------------------------------- ordering and selection (pure)
-
-/** Rank of a severity: red 4 … blue 1, unknown 0. */
-export function severityRank(sev) {
-  return SEVERITY_RANK.get(sev) ?? 0;
-}
-
-/** Whether `sev` is one of the four warning colours. */
-export function isSeverity(sev) {
-  return SEVERITY_RANK.has(sev);
-}
-
-/** The display name of a severity ("红色"), or "unknown". */
-export function severityName(sev, S = STRINGS.zh) {
-  return isSeverity(sev) ? S.severity[sev] : S.severityUnknown;
-}
-
-/** Red first, then newest `started_at` first, then by id (stable). */
-export function compareAlerts(a, b) {
-  const r = severityRank(b.severity) - severityRank(a.severity);
-  if (r !== 0) return r;
-  const t = (b.started_at ?? 0) - (a.started_at ?? 0);
-  if (t !== 0) return t;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-/** The alerts of an iterable as a new array in display order. */
-export function sortAlerts(alerts) {
-  return Array.from(alerts).sort(compareAlerts);
-}
-
-/** Counts per severity, plus `other` (unknown severity) and `total`. */
-export function countBySeverity(alerts) {
-  const counts = { red: 0, orange: 0, yellow: 0, blue: 0, other: 0, total: 0 };
-  for (const a of alerts) {
-    if (isSeverity(a.severity)) counts[a.severity]++;
-    else counts.other++;
-    counts.total++;
-  }
-  return counts;
-}
-
-/**
- * The rows to render from a sorted array: those of severity `filter` (all
- * when null), at most `cap`. `total` counts all that match, `hidden` those
- * beyond the cap.
- */
-export function selectVisible(sorted, filter, cap = MAX_ROWS) {
-  if (!filter) {
-    const rows = sorted.length > cap ? sorted.slice(0, cap) : sorted.slice();
-    return { rows, total: sorted.length, hidden: sorted.length - rows.length };
-  }
-  const rows = [];
-  let total = 0;
-  for (const a of sorted) {
-    if (a.severity !== filter) continue;
-    total++;
-    if (rows.length < cap) rows.push(a);
-  }
-  return { rows, total, hidden: total - rows.length };
-}
-
-/**
- * Merges fading (just cleared) alerts into the visible rows at their sorted
- * place. Both inputs are sorted; leaving alerts that would fall beyond a
- * full page are dropped. Returns `[{alert, leaving}]`.
- */
-export function mergeLeaving(rows, leaving, cap = MAX_ROWS) {
-  const out = [];
-  let i = 0;
-  let j = 0;
-  while (i < rows.length || j < leaving.length) {
-    if (j >= leaving.length) out.push({ alert: rows[i++], leaving: false });
-    else if (i >= rows.length) {
-      if (rows.length >= cap) break;
-      out.push({ alert: leaving[j++], leaving: true });
-    } else if (compareAlerts(leaving[j], rows[i]) < 0) out.push({ alert: leaving[j++], leaving: true });
-    else out.push({ alert: rows[i++], leaving: false });
-  }
-  return out;
-}
-
-// -------------------------------------------------------- formatting (pure)
-
-/** An age in ms as text ("3 分钟"); negative ages count as 0. */
-export function formatAge(ms, S = STRINGS.zh) {
-  if (!Number.isFinite(ms)) return '—';
-  const s = Math.floor(Math.max(0, ms) / 1000);
-  if (s < 60) return S.age.s(s);
-  const m = Math.floor(s / 60);
-  if (m < 60) return S.age.m(m);
-  const h = Math.floor(m / 60);
-  if (h < 24) return S.age.h(h, m % 60);
-  return S.age.d(Math.floor(h / 24), h % 24);
-}
-
-/**
- * The time ages are measured against: the engine clock in event mode
- * (null until known), the browser's clock otherwise.
- */
-export function ageReference(clock, nowMs) {
-  if (clock.mode === 'event') return clock.engineMs;
-  return nowMs;
-}
-
-/** Where an alert is: district name and grid cell, or its key. */
-export function formatPlace(alert, S = STRINGS.zh) {
-  const parts = [];
-  if (alert.district_name) parts.push(alert.district_name);
-  if (alert.cell !== null && alert.cell !== undefined) parts.push(S.cell(alert.cell));
-  if (parts.length === 0 && alert.key) parts.push(String(alert.key));
-  return parts.join(' · ');
-}
-
-/** A number for people: up to 3 decimals; null (empty window) as a dash. */
-export function formatNumber(v) {
-  if (v === null || v === undefined) return '—';
-  if (typeof v !== 'number') return String(v);
-  if (!Number.isFinite(v)) return String(v);
-  if (Number.isInteger(v)) return String(v);
-  return String(Number(v.toFixed(3)));
-}
-
-const pad2 = (n) => String(n).padStart(2, '0');
-
-/**
- * Local time of an epoch-ms instant as `HH:mm:ss`, with `withDate` as
- * `YYYY-MM-DD HH:mm:ss` (unambiguous in both languages).
- */
-export function formatTime(ms, withDate = false) {
-  if (!Number.isFinite(ms)) return '—';
-  const d = new Date(ms);
-  const time = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  if (!withDate) return time;
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${time}`;
-}
-
-const HTML_ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** Text made safe for HTML content and attribute values. */
-export function escapeHtml(value) {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}
-
-/** The detail of one alert as HTML (all server text escaped). */
-export function detailHtml(alert, S = STRINGS.zh) {
+/** The detail of one alert as HTML (every server text escaped). */
+export function detailHtml(alert, S, { names = null, lang = 'zh', timeZone } = {}) {
   const D = S.detail;
   const e = escapeHtml;
+  const t = (ms) => formatTime(ms, true, timeZone);
   const values = Object.entries(alert.values ?? {});
   const valuesHtml = values.length
-    ? values.map(([k, v]) => `<span class="value"><span class="value-name">${e(k)}</span> ${e(formatNumber(v))}</span>`).join('')
+    ? values
+        .map(([k, v]) => `<span class="value"><span class="value-name">${e(k)}</span> ${e(formatNumber(v))}</span>`)
+        .join('')
     : `<span class="muted">${e(D.none)}</span>`;
   const evidence = Array.isArray(alert.evidence) ? alert.evidence : [];
   const evidenceHtml = evidence.length
-    ? `<table class="evidence"><thead><tr>${[D.term, D.stream, D.aggregate, D.window, D.count, D.min, D.max, D.avg]
+    ? `<table class="evidence" data-testid="detail-evidence"><thead><tr>${[
+        D.term,
+        D.stream,
+        D.aggregate,
+        D.window,
+        D.count,
+        D.min,
+        D.max,
+        D.avg,
+        D.last,
+      ]
         .map((h) => `<th scope="col">${e(h)}</th>`)
         .join('')}</tr></thead><tbody>${evidence
         .map(
           (ev) =>
             `<tr><td>${e(ev.term)}</td><td>${e(ev.stream)}</td><td>${e(ev.aggregate)}</td><td>${e(ev.window)}</td>` +
             `<td>${e(formatNumber(ev.count))}</td><td>${e(formatNumber(ev.min))}</td><td>${e(formatNumber(ev.max))}</td>` +
-            `<td>${e(formatNumber(ev.avg))}</td></tr>`,
+            `<td>${e(formatNumber(ev.avg))}</td><td>${e(formatNumber(ev.last))}</td></tr>`,
         )
         .join('')}</tbody></table>`
     : '';
+  const labels = Object.entries(alert.labels ?? {});
+  const district = alert.district ? districtLabel(alert.district, names, lang, alert.district_name) : null;
+  const place = [district, Number.isInteger(alert.cell) ? S.cell(alert.cell) : null].filter(Boolean).join(' · ');
+  const op = alert.operator ?? {};
+  const opLines = [];
+  if (op.acknowledged_at) opLines.push(D.acknowledgedBy(op.acknowledged_by ?? '?', t(op.acknowledged_at)));
+  if (op.assigned_to) opLines.push(D.assignedTo(op.assigned_to, t(op.assigned_at)));
+  if (op.resolved_at) opLines.push(D.resolvedBy(op.resolved_by ?? '?', t(op.resolved_at)));
+  if (op.false_alarm) opLines.push(D.falseAlarmBy(op.false_alarm_by ?? '?', t(op.false_alarm_at)));
+  if (Number.isInteger(op.incident)) opLines.push(D.incident(op.incident));
+  if (op.reopened > 0) opLines.push(D.reopened(op.reopened));
+  if (alert.silenced) opLines.push(D.silencedBy((alert.silences ?? []).join(', ')));
+  const state = alertState(alert);
+  const comment = op.last_comment;
   return (
+    `<p class="detail-message" data-testid="detail-message">${e(alert.message)}</p>` +
     `<dl class="facts">` +
-    `<div><dt>${e(D.rule)}</dt><dd><code>${e(alert.rule)}</code></dd></div>` +
-    `<div><dt>${e(D.started)}</dt><dd>${e(formatTime(alert.started_at, true))}</dd></div>` +
-    `<div><dt>${e(D.updated)}</dt><dd>${e(formatTime(alert.updated_at, true))}</dd></div>` +
+    `<div><dt>${e(D.state)}</dt><dd><span class="state-chip" data-state="${e(state)}" data-testid="detail-state">${e(
+      S.state[state] ?? state,
+    )}</span></dd></div>` +
+    `<div><dt>${e(D.rule)}</dt><dd><a href="rules.html#rule=${encodeURIComponent(alert.rule)}"><code>${e(alert.rule)}</code></a></dd></div>` +
+    `<div><dt>${e(D.place)}</dt><dd>${e(place || '—')}</dd></div>` +
+    `<div><dt>${e(D.key)}</dt><dd><code>${e(alert.group_by)} = ${e(alert.key)}</code></dd></div>` +
+    `<div><dt>${e(D.started)}</dt><dd>${e(t(alert.started_at))}</dd></div>` +
+    `<div><dt>${e(D.updated)}</dt><dd>${e(t(alert.updated_at))}</dd></div>` +
     `<div><dt>${e(D.id)}</dt><dd><code>${e(alert.id)}</code></dd></div>` +
+    (labels.length
+      ? `<div><dt>${e(D.labels)}</dt><dd>${labels.map(([k, v]) => `<span class="label">${e(k)}: ${e(v)}</span>`).join(' ')}</dd></div>`
+      : '') +
     `</dl>` +
-    `<div class="detail-block"><h3>${e(D.values)}</h3><div class="values">${valuesHtml}</div></div>` +
-    (alert.summary ? `<div class="detail-block"><h3>${e(D.summary)}</h3><p class="summary">${e(alert.summary)}</p></div>` : '') +
-    (evidenceHtml ? `<div class="detail-block"><h3>${e(D.evidence)}</h3>${evidenceHtml}</div>` : '')
+    (opLines.length ? `<ul class="op-lines" data-testid="detail-operator">${opLines.map((l) => `<li>${e(l)}</li>`).join('')}</ul>` : '') +
+    (comment && comment.text
+      ? `<div class="detail-block"><h3>${e(D.lastComment)}</h3><p class="comment">${e(comment.text)} <span class="muted">— ${e(comment.by)} ${e(
+          t(comment.at),
+        )}</span></p></div>`
+      : '') +
+    `<div class="detail-block"><h3>${e(D.values)}</h3><div class="values" data-testid="detail-values">${valuesHtml}</div></div>` +
+    (evidenceHtml ? `<div class="detail-block"><h3>${e(D.evidence)}</h3>${evidenceHtml}</div>` : '') +
+    (alert.summary ? `<div class="detail-block"><h3>${e(D.summary)}</h3><p class="summary">${e(alert.summary)}</p></div>` : '')
   );
 }
 
-// --------------------------------------------------------------- view (DOM)
+/** The history of an alert (`GET …/history`) as HTML: changes and actions, newest first. */
+export function historyHtml(history, S, { timeZone } = {}) {
+  const D = S.detail;
+  const e = escapeHtml;
+  const t = (ms) => formatTime(ms, true, timeZone);
+  const items = [];
+  for (const c of Array.isArray(history && history.changes) ? history.changes : []) {
+    items.push({
+      at: c.time,
+      html: `<span class="h-kind" data-kind="${e(c.kind)}">${e(D.kind[c.kind] ?? c.kind)}</span> ${e(
+        S.severity[c.severity] ?? c.severity ?? '',
+      )}`,
+      seq: c.seq,
+    });
+  }
+  for (const a of Array.isArray(history && history.actions) ? history.actions : []) {
+    const what = D.action[a.action] ?? a.action;
+    const extra = [a.to ? `→ ${a.to}` : '', a.text ? `“${a.text}”` : '', a.note ? `(${a.note})` : ''].filter(Boolean).join(' ');
+    items.push({
+      at: a.at,
+      html: `<span class="h-action">${e(what)}</span> ${e(a.actor ?? '')}${extra ? ` ${e(extra)}` : ''}`,
+    });
+  }
+  items.sort((x, y) => (y.at ?? 0) - (x.at ?? 0) || (y.seq ?? 0) - (x.seq ?? 0));
+  if (!items.length) return `<p class="muted">${e(D.none)}</p>`;
+  return `<ol class="history-list">${items
+    .map((i) => `<li><time>${e(t(i.at))}</time> ${i.html}</li>`)
+    .join('')}</ol>`;
+}
 
-const FLASH_COLOURS = Object.freeze({
-  red: 'rgba(217, 30, 24, 0.55)',
-  orange: 'rgba(240, 120, 0, 0.5)',
-  yellow: 'rgba(242, 194, 0, 0.4)',
-  blue: 'rgba(30, 111, 217, 0.55)',
-});
-const FLASH_CHANGED = 'rgba(255, 255, 255, 0.14)';
-
-/** Everything the page shows that is not in the feed itself. */
-function createView(doc) {
-  const $ = (sel) => doc.querySelector(sel);
+/** The operator actions offered for an alert in a state. */
+export function actionsFor(alert) {
+  const state = alert && alert.operator ? alert.operator.state : 'new';
+  const closed = state === 'resolved' || state === 'false_alarm';
   return {
+    acknowledge: !closed && (state === 'new' || !state),
+    assign: !closed,
+    comment: true,
+    resolve: !closed,
+    falseAlarm: !closed,
+    silence: !alert.silenced,
+  };
+}
+
+// --------------------------------------------------------------------- app
+
+function createApp(win) {
+  const doc = win.document;
+  const $ = (sel) => doc.querySelector(sel);
+  const app = {
+    win,
     doc,
-    lang: 'zh',
-    filter: null,
+    shell: null,
+    feed: createFeed(),
+    timeline: createTimeline(),
+    conn: {
+      state: 'connecting',
+      ws: null,
+      backoffMs: 0,
+      retryAt: null,
+      timer: 0,
+      lastMessageAt: null,
+      forceSnapshot: false,
+      resumed: false,
+    },
+    clock: { mode: null, engineMs: null, status: null, failed: false },
+    grid: gridFrom(null),
+    names: new Map(),
+    geo: null,
+    timeZone: localTimeZone(),
+    view: {
+      filter: emptyFilter(),
+      sorted: [],
+      shown: [],
+      summary: summarize([]),
+      version: -1,
+      orderVersion: -1,
+      filterVersion: 0,
+      shownFor: '',
+      lang: null,
+      fresh: new Map(), // id -> until (ms)
+      freshTimer: 0,
+      pool: [], // row records, reused
+      selectedId: null,
+      optionsKey: '',
+    },
+    charts: { map: null, districts: null, timeline: null, last: 0, timer: 0, lang: null, failed: false },
+    detail: { id: null, alert: null, cleared: false, history: null, historyFor: null, message: null },
+    sound: { on: false, ctx: null, last: 0 },
     el: {
-      list: $('[data-testid="alert-list"]'),
+      viewport: $('[data-testid="alert-list"]'),
+      spacer: $('[data-testid="alert-list"] .list-spacer'),
       empty: $('[data-testid="empty-state"]'),
-      more: $('[data-testid="alert-list-more"]'),
       total: $('[data-testid="alert-total"]'),
-      filterNote: $('[data-testid="filter-note"]'),
       stale: $('[data-testid="stale-banner"]'),
       tiles: Array.from(doc.querySelectorAll('[data-testid="severity-tile"]')),
       conn: $('[data-testid="connection-status"]'),
@@ -523,251 +260,294 @@ function createView(doc) {
       clockLabel: $('[data-testid="engine-clock"] .clock-label'),
       clockTime: $('[data-testid="engine-clock"] .clock-time'),
       info: $('[data-testid="engine-info"]'),
-      langButtons: Array.from(doc.querySelectorAll('[data-lang]')),
+      timeZone: $('[data-testid="time-zone"]'),
       rowTemplate: $('#alert-row-template'),
+      filters: {
+        district: $('[data-testid="filter-district"]'),
+        severity: $('[data-testid="filter-severity"]'),
+        rule: $('[data-testid="filter-rule"]'),
+        state: $('[data-testid="filter-state"]'),
+      },
+      filterCell: $('[data-testid="filter-cell"]'),
+      filterClear: $('[data-testid="filter-clear"]'),
+      map: $('[data-testid="map"]'),
+      districtChart: $('[data-testid="district-chart"]'),
+      timelineChart: $('[data-testid="timeline-chart"]'),
+      timelineNote: $('[data-testid="timeline-note"]'),
+      sound: $('[data-testid="sound-toggle"]'),
+      detail: $('[data-testid="alert-detail"]'),
+      detailTitle: $('[data-testid="detail-title"]'),
+      detailSeverity: $('[data-testid="detail-severity"]'),
+      detailCleared: $('[data-testid="detail-cleared"]'),
+      detailBody: $('[data-testid="detail-body"]'),
+      detailActions: $('[data-testid="detail-actions"]'),
+      detailHistory: $('[data-testid="detail-history"]'),
+      detailClose: $('[data-testid="detail-close"]'),
     },
-    rows: new Map(), // id -> row record {el, alert, lang, leaving, ...}
-    expanded: new Set(), // ids whose detail is open
-    marks: new Map(), // id -> 'new' | 'changed' | 'gone', since the last render
-    leaving: new Map(), // id -> {alert, until}: cleared, fading out
-    leaveTimer: 0,
-    sorted: [],
-    counts: countBySeverity([]),
-    orderVersion: -1,
-    frame: 0,
   };
+  app.throttle = createThrottle(
+    {
+      now: () => win.performance.now(),
+      setTimeout: (f, ms) => win.setTimeout(f, ms),
+      clearTimeout: (t) => win.clearTimeout(t),
+      requestAnimationFrame: (f) => win.requestAnimationFrame(f),
+    },
+    () => render(app),
+  );
+  return app;
 }
 
-/** The whole page's state: feed, view, connection and engine clock. */
-function createApp(doc, win) {
-  return {
-    win,
-    feed: createFeed(),
-    view: createView(doc),
-    conn: { state: 'connecting', ws: null, backoffMs: 0, retryAt: null, timer: 0, lastMessageAt: null },
-    clock: { mode: null, engineMs: null, status: null, failed: false },
-  };
-}
-
-function uiStrings(app) {
-  return strings(app.view.lang);
-}
+const S = (app) => app.shell.S();
 
 function scheduleRender(app) {
-  const view = app.view;
-  if (view.frame) return;
-  view.frame = app.win.requestAnimationFrame(() => render(app));
+  app.throttle.schedule();
 }
 
-/** One frame: apply marks, recompute order if needed, update the DOM. */
+// ------------------------------------------------------------------ render
+
+/** One frame: order, filter, the visible rows, counts, charts (throttled). */
 function render(app) {
   const { view, feed } = app;
-  view.frame = 0;
   const now = Date.now();
-
-  if (feed.orderVersion !== view.orderVersion) {
-    view.sorted = sortAlerts(feed.alerts.values());
-    view.counts = countBySeverity(view.sorted);
-    view.orderVersion = feed.orderVersion;
-  }
-
-  const flashes = new Map();
-  for (const [id, kind] of view.marks) {
-    if (kind === 'gone') {
-      const row = view.rows.get(id);
-      if (row && !row.leaving && !feed.alerts.has(id)) view.leaving.set(id, { alert: row.alert, until: now + LEAVE_MS });
+  let changed = false;
+  if (feed.version !== view.version) {
+    if (feed.orderVersion !== view.orderVersion) {
+      view.sorted = sortAlerts(feed.alerts.values());
+      view.orderVersion = feed.orderVersion;
     } else {
-      view.leaving.delete(id);
-      flashes.set(id, kind);
+      view.sorted = view.sorted.map((a) => feed.alerts.get(a.id) ?? a);
     }
+    view.summary = summarize(view.sorted);
+    view.version = feed.version;
+    changed = true;
   }
-  view.marks.clear();
-  for (const [id, l] of view.leaving) {
-    if (l.until <= now || feed.alerts.has(id)) view.leaving.delete(id);
+  const shownFor = `${view.version}/${view.filterVersion}`;
+  if (view.shownFor !== shownFor) {
+    view.shown = selectAlerts(view.sorted, view.filter);
+    view.shownFor = shownFor;
   }
-  for (const id of view.expanded) {
-    if (!feed.alerts.has(id) && !view.leaving.has(id)) view.expanded.delete(id);
-  }
+  for (const [id, until] of view.fresh) if (until <= now) view.fresh.delete(id);
 
-  const { rows, total, hidden } = selectVisible(view.sorted, view.filter, MAX_ROWS);
-  let items;
-  if (view.leaving.size) {
-    const leaving = sortAlerts(
-      Array.from(view.leaving.values(), (l) => l.alert).filter((a) => !view.filter || a.severity === view.filter),
-    );
-    items = mergeLeaving(rows, leaving, MAX_ROWS);
-  } else {
-    items = rows.map((alert) => ({ alert, leaving: false }));
-  }
-  reconcileRows(app, items, flashes, now);
-  renderSummary(app, total, hidden);
+  renderRows(app, now);
+  renderSummary(app);
+  renderFilters(app);
   renderConnection(app);
-
-  if (view.leaving.size && !view.leaveTimer) {
-    view.leaveTimer = app.win.setTimeout(() => {
-      view.leaveTimer = 0;
+  if (app.detail.id) renderDetail(app, false);
+  if (changed) scheduleCharts(app);
+  if (view.fresh.size && !view.freshTimer) {
+    // Ends the highlights that ran out, even when nothing else changes.
+    view.freshTimer = app.win.setTimeout(() => {
+      view.freshTimer = 0;
       scheduleRender(app);
-    }, LEAVE_MS + 20);
+    }, 500);
   }
 }
 
-/** Keyed update of the list: reuse, update, move, create or drop rows. */
-function reconcileRows(app, items, flashes, now) {
-  const { view, feed } = app;
-  const list = view.el.list;
-  const wanted = new Set();
-  for (const item of items) wanted.add(item.alert.id);
-  for (const [id, row] of view.rows) {
-    if (!wanted.has(id)) {
-      row.el.remove();
-      view.rows.delete(id);
-    }
+/** The virtualised list: only the rows in view (plus a few) exist. */
+function renderRows(app, now) {
+  const { view, el } = app;
+  const shown = view.shown;
+  const vp = el.viewport;
+  const win = virtualWindow(vp.scrollTop, vp.clientHeight || 600, ROW_HEIGHT, shown.length);
+  const height = `${win.height}px`;
+  if (el.spacer.style.height !== height) el.spacer.style.height = height;
+  const needed = win.end - win.start;
+  while (view.pool.length < needed) {
+    const row = createRow(app);
+    view.pool.push(row);
+    el.spacer.appendChild(row.el);
   }
   const ref = ageReference(app.clock, now);
-  let cursor = list.firstElementChild;
-  for (const item of items) {
-    const id = item.alert.id;
-    const alert = item.leaving ? item.alert : feed.alerts.get(id) ?? item.alert;
-    let row = view.rows.get(id);
-    if (!row) {
-      row = createRow(app, alert);
-      view.rows.set(id, row);
-    } else if (row.alert !== alert || row.lang !== view.lang) {
-      updateRow(app, row, alert);
+  const lang = app.shell.lang;
+  for (let k = 0; k < view.pool.length; k++) {
+    const row = view.pool[k];
+    const i = win.start + k;
+    if (k >= needed) {
+      if (!row.el.hidden) {
+        row.el.hidden = true;
+        row.alert = null;
+      }
+      continue;
     }
-    setLeaving(row, item.leaving);
-    updateAge(app, row, ref);
-    if (row.el !== cursor) list.insertBefore(row.el, cursor);
-    else cursor = cursor.nextElementSibling;
-    const flash = flashes.get(id);
-    if (flash && !item.leaving) flashRow(row, flash);
+    const alert = shown[i];
+    row.el.hidden = false;
+    const top = `translateY(${i * ROW_HEIGHT}px)`;
+    if (row.top !== top) {
+      row.el.style.transform = top;
+      row.top = top;
+    }
+    if (row.alert !== alert || row.lang !== lang) fillRow(app, row, alert);
+    const age = ref === null ? '—' : formatAge(ref - alert.started_at, S(app));
+    if (row.ageText !== age) {
+      row.age.textContent = age;
+      row.ageText = age;
+    }
+    const fresh = view.fresh.has(alert.id);
+    if (row.fresh !== fresh) {
+      row.el.classList.toggle('fresh', fresh);
+      row.fresh = fresh;
+    }
+    const selected = view.selectedId === alert.id;
+    if (row.selected !== selected) {
+      row.el.classList.toggle('selected', selected);
+      row.main.setAttribute('aria-current', String(selected));
+      row.selected = selected;
+    }
   }
+  // Drop surplus rows after a big shrink (keep a few for scrolling).
+  while (view.pool.length > needed + 20) view.pool.pop().el.remove();
 }
 
-function createRow(app, alert) {
-  const el = app.view.el.rowTemplate.content.firstElementChild.cloneNode(true);
-  const row = {
+function createRow(app) {
+  const el = app.el.rowTemplate.content.firstElementChild.cloneNode(true);
+  return {
     el,
     main: el.querySelector('.alert-main'),
     badge: el.querySelector('.sev-badge'),
     title: el.querySelector('.alert-title'),
-    message: el.querySelector('.alert-message'),
     place: el.querySelector('.alert-place'),
+    state: el.querySelector('.alert-state'),
     age: el.querySelector('.alert-age'),
-    detail: el.querySelector('.alert-detail'),
     alert: null,
     lang: null,
     ageText: null,
-    leaving: false,
+    top: null,
+    fresh: false,
+    selected: false,
   };
-  const detailId = `detail-${alert.id}`;
-  row.detail.id = detailId;
-  row.main.setAttribute('aria-controls', detailId);
+}
+
+function fillRow(app, row, alert) {
+  const Sx = S(app);
+  const el = row.el;
+  const sameAlert = row.alert && row.alert.id === alert.id;
   el.dataset.alertId = alert.id;
-  updateRow(app, row, alert);
-  return row;
-}
-
-function updateRow(app, row, alert) {
-  const S = uiStrings(app);
-  const { el } = row;
-  const sev = alert.severity;
-  if (el.dataset.severity !== sev) el.dataset.severity = sev;
-  row.badge.textContent = severityName(sev, S);
-  row.title.textContent = alert.title ?? alert.rule ?? '';
-  row.message.textContent = alert.message ?? '';
-  row.place.textContent = formatPlace(alert, S);
-  const open = app.view.expanded.has(alert.id);
-  row.main.setAttribute('aria-expanded', String(open));
-  row.detail.hidden = !open;
-  if (open) row.detail.innerHTML = detailHtml(alert, S);
+  el.dataset.severity = alert.severity;
+  el.dataset.district = alert.district ?? '';
+  el.dataset.cell = Number.isInteger(alert.cell) ? String(alert.cell) : '';
+  el.dataset.rule = alert.rule;
+  const state = alertState(alert);
+  el.dataset.state = state;
+  row.badge.textContent = severityName(alert.severity, Sx);
+  row.title.textContent = alert.title || alert.rule || '';
+  row.title.title = alert.message ?? '';
+  const district = alert.district ? districtLabel(alert.district, app.names, app.shell.lang, alert.district_name) : null;
+  row.place.textContent = district
+    ? [district, Number.isInteger(alert.cell) ? Sx.cell(alert.cell) : null].filter(Boolean).join(' · ')
+    : formatPlace(alert, Sx);
+  row.state.textContent = Sx.state[state] ?? state;
+  row.state.dataset.state = state;
   row.alert = alert;
-  row.lang = app.view.lang;
+  row.lang = app.shell.lang;
   row.ageText = null;
-}
-
-function setLeaving(row, leaving) {
-  if (row.leaving === leaving) return;
-  row.leaving = leaving;
-  row.el.classList.toggle('leaving', leaving);
-  row.el.dataset.testid = leaving ? 'alert-row-leaving' : 'alert-row';
-  row.main.disabled = leaving;
-}
-
-function updateAge(app, row, ref) {
-  const text = ref === null || ref === undefined ? '—' : formatAge(ref - row.alert.started_at, uiStrings(app));
-  if (text !== row.ageText) {
-    row.age.textContent = text;
-    row.ageText = text;
+  if (!sameAlert) {
+    // A recycled row: restart the highlight for its new alert.
+    row.fresh = false;
+    el.classList.remove('fresh');
   }
 }
 
-function flashRow(row, kind) {
-  if (typeof row.el.animate !== 'function') return;
-  const sev = row.alert.severity;
-  const colour = kind === 'new' && isSeverity(sev) ? FLASH_COLOURS[sev] : FLASH_CHANGED;
-  const duration = kind === 'new' ? FLASH_NEW_MS : FLASH_CHANGED_MS;
-  if (row.flash) row.flash.cancel();
-  row.flash = row.el.animate([{ backgroundColor: colour, offset: 0 }], { duration, easing: 'ease-out' });
-}
-
-function toggleRow(app, id) {
-  const { view } = app;
-  const row = view.rows.get(id);
-  if (!row || row.leaving) return;
-  if (view.expanded.has(id)) view.expanded.delete(id);
-  else view.expanded.add(id);
-  updateRow(app, row, row.alert);
-  updateAge(app, row, ageReference(app.clock, Date.now()));
-}
-
-/** Tiles, totals, the empty state, the "N more" note, the stale banner. */
-function renderSummary(app, total, hidden) {
-  const { view, feed, conn } = app;
-  const S = uiStrings(app);
-  const counts = view.counts;
-  for (const tile of view.el.tiles) {
+/** Tiles, totals, the empty state, the stale banner, the page title. */
+function renderSummary(app) {
+  const { view, feed, conn, el } = app;
+  const Sx = S(app);
+  const counts = view.summary.bySeverity;
+  for (const tile of el.tiles) {
     const sev = tile.dataset.severity;
     const n = counts[sev] ?? 0;
     if (tile.dataset.count !== String(n)) {
       tile.dataset.count = String(n);
       tile.querySelector('.tile-count').textContent = String(n);
     }
-    tile.setAttribute('aria-pressed', String(view.filter === sev));
-    tile.classList.toggle('dimmed', view.filter !== null && view.filter !== sev);
+    tile.setAttribute('aria-pressed', String(view.filter.severity === sev));
+    tile.classList.toggle('dimmed', Boolean(view.filter.severity) && view.filter.severity !== sev);
   }
-  view.el.total.textContent = feed.everSynced ? S.total(counts.total) : '';
-  const filterName = view.filter ? severityName(view.filter, S) : null;
-  view.el.filterNote.hidden = !filterName;
-  view.el.filterNote.textContent = filterName ? S.filterNote(filterName) : '';
-
-  const empty = total === 0;
-  view.el.empty.hidden = !empty;
-  if (empty) view.el.empty.textContent = !feed.everSynced ? S.waiting : filterName ? S.emptyFiltered(filterName) : S.empty;
-  view.el.more.hidden = hidden <= 0;
-  view.el.more.textContent = hidden > 0 ? S.more(hidden) : '';
-  view.el.more.dataset.count = String(Math.max(0, hidden));
-
+  const filtered = filterActive(view.filter);
+  el.total.textContent = feed.everSynced
+    ? filtered
+      ? Sx.shown(view.shown.length, counts.total)
+      : Sx.total(counts.total)
+    : '';
+  const empty = view.shown.length === 0;
+  el.empty.hidden = !empty;
+  if (empty) el.empty.textContent = !feed.everSynced ? Sx.waiting : filtered ? Sx.emptyFiltered : Sx.empty;
   const stale = feed.everSynced && conn.state !== 'open';
-  view.el.stale.hidden = !stale;
-  view.el.list.classList.toggle('stale', stale);
+  el.stale.hidden = !stale;
+  el.viewport.classList.toggle('stale', stale);
+  const title = counts.red > 0 ? `(${counts.red}) ${Sx.title}` : Sx.title;
+  if (app.doc.title !== title) app.doc.title = title;
+}
 
-  const title = counts.red > 0 ? `(${counts.red}) ${S.title}` : S.title;
-  if (app.win.document.title !== title) app.win.document.title = title;
+/** The filter selects' options (districts, rules present) and values. */
+function renderFilters(app) {
+  const { view, el } = app;
+  const Sx = S(app);
+  const lang = app.shell.lang;
+  const districts = new Map();
+  for (const code of app.names.keys()) districts.set(code, districtLabel(code, app.names, lang));
+  for (const [code, d] of view.summary.byDistrict) {
+    if (!districts.has(code)) districts.set(code, code === '-' ? Sx.noDistrict : d.name ?? code);
+  }
+  const rules = new Map(view.summary.rules);
+  if (view.filter.rule && !rules.has(view.filter.rule)) rules.set(view.filter.rule, view.filter.rule);
+  const key = `${lang}|${Array.from(districts.keys()).join(',')}|${Array.from(rules.keys()).join(',')}`;
+  if (key !== view.optionsKey) {
+    view.optionsKey = key;
+    const counted = (code) => view.summary.byDistrict.get(code)?.total ?? 0;
+    setOptions(
+      el.filters.district,
+      Sx.filterAll,
+      Array.from(districts, ([code, label]) => [code, counted(code) ? `${label} (${counted(code)})` : label]),
+    );
+    setOptions(el.filters.severity, Sx.filterAll, SEVERITIES.map((s) => [s, Sx.severity[s]]));
+    setOptions(
+      el.filters.rule,
+      Sx.filterAll,
+      Array.from(rules, ([name, title]) => [name, title && title !== name ? `${title} (${name})` : name]).sort((a, b) =>
+        a[1].localeCompare(b[1]),
+      ),
+    );
+    setOptions(el.filters.state, Sx.filterAll, STATES.map((s) => [s, Sx.state[s]]));
+  }
+  for (const k of ['district', 'severity', 'rule', 'state']) {
+    const v = view.filter[k] ?? '';
+    if (el.filters[k].value !== v) el.filters[k].value = v;
+  }
+  const cell = view.filter.cell;
+  el.filterCell.hidden = cell === null;
+  el.filterCell.textContent = cell === null ? '' : `${Sx.filterCell(cell)} ×`;
+  el.filterClear.hidden = !filterActive(view.filter);
+}
+
+function setOptions(select, allLabel, options) {
+  const value = select.value;
+  const doc = select.ownerDocument;
+  select.textContent = '';
+  const all = doc.createElement('option');
+  all.value = '';
+  all.textContent = allLabel;
+  select.appendChild(all);
+  for (const [v, label] of options) {
+    const o = doc.createElement('option');
+    o.value = v;
+    o.textContent = label;
+    select.appendChild(o);
+  }
+  select.value = value;
 }
 
 function renderConnection(app) {
-  const { view, conn, feed } = app;
-  const S = uiStrings(app);
-  const el = view.el;
+  const { conn, feed, el } = app;
+  const Sx = S(app);
   if (el.conn.dataset.state !== conn.state) el.conn.dataset.state = conn.state;
-  const label = S.conn[conn.state];
+  const label = Sx.conn[conn.state];
   if (el.connLabel.textContent !== label) el.connLabel.textContent = label;
   const parts = [];
   if (feed.seq !== null) parts.push(`seq ${feed.seq}`);
-  if (conn.lastMessageAt !== null) parts.push(`${S.lastUpdate} ${formatTime(conn.lastMessageAt)}`);
+  if (conn.resumed && conn.state === 'open') parts.push(Sx.resumed);
+  if (conn.lastMessageAt !== null) parts.push(`${Sx.lastUpdate} ${formatTime(conn.lastMessageAt, false, app.timeZone)}`);
   if (conn.state === 'closed' && conn.retryAt !== null) {
-    parts.push(S.reconnectIn(Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000))));
+    parts.push(Sx.reconnectIn(Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000))));
   }
   const meta = parts.join(' · ');
   if (el.connMeta.textContent !== meta) el.connMeta.textContent = meta;
@@ -775,80 +555,367 @@ function renderConnection(app) {
 }
 
 function renderClock(app) {
-  const { view, clock } = app;
-  const S = uiStrings(app);
-  const el = view.el;
+  const { clock, el } = app;
+  const Sx = S(app);
   const event = clock.mode === 'event';
   el.clock.dataset.mode = clock.mode ?? '';
-  el.clockLabel.textContent = event ? S.clockEvent : S.clockWall;
-  const text = event ? formatTime(clock.engineMs, true) : formatTime(Date.now());
-  if (el.clockTime.textContent !== text) el.clockTime.textContent = text;
+  el.clockLabel.textContent = event ? Sx.clockEvent : Sx.clockWall;
   const ms = event ? clock.engineMs : Date.now();
+  const text = formatTime(ms, event, app.timeZone);
+  if (el.clockTime.textContent !== text) el.clockTime.textContent = text;
   if (Number.isFinite(ms)) el.clockTime.setAttribute('datetime', new Date(ms).toISOString());
-  el.clock.title = clock.failed ? S.clockStatusFailed : '';
+  el.clock.title = clock.failed ? Sx.clockStatusFailed : '';
   el.clock.classList.toggle('failed', clock.failed);
-  el.info.textContent = clock.status ? S.info(clock.status) : '';
+  el.info.textContent = clock.status ? Sx.info(clock.status) : '';
+  el.timeZone.textContent = Sx.timeZone(app.timeZone);
 }
 
-/** Every second: ages, the wall clock, the reconnect countdown. */
-function tick(app) {
-  if (app.win.document.hidden) return;
-  const ref = ageReference(app.clock, Date.now());
-  for (const row of app.view.rows.values()) updateAge(app, row, ref);
-  renderClock(app);
-  renderConnection(app);
+// ------------------------------------------------------------------ charts
+
+function scheduleCharts(app) {
+  const { charts, win } = app;
+  if (charts.timer) return;
+  const wait = Math.max(0, charts.last + CHART_INTERVAL_MS - Date.now());
+  charts.timer = win.setTimeout(() => {
+    charts.timer = 0;
+    charts.last = Date.now();
+    renderCharts(app);
+  }, wait);
 }
 
-/** Static labels (data-i18n*) and everything language-dependent. */
-function applyLanguage(app, lang) {
-  const view = app.view;
-  view.lang = LANGUAGES.includes(lang) ? lang : 'zh';
-  const S = uiStrings(app);
-  const doc = app.win.document;
-  doc.documentElement.lang = S.htmlLang;
-  const lookup = (key) => key.split('.').reduce((o, k) => (o == null ? o : o[k]), S);
-  for (const el of doc.querySelectorAll('[data-i18n]')) {
-    const v = lookup(el.dataset.i18n);
-    if (typeof v === 'string') el.textContent = v;
+function initCharts(app) {
+  const echarts = echartsGlobal(app.win);
+  const { charts, el } = app;
+  if (!echarts) {
+    charts.failed = true;
+    el.map.textContent = S(app).mapUnavailable;
+    return;
   }
-  for (const el of doc.querySelectorAll('[data-i18n-aria]')) {
-    const v = lookup(el.dataset.i18nAria);
-    if (typeof v === 'string') el.setAttribute('aria-label', v);
-  }
-  for (const tile of view.el.tiles) {
-    const name = severityName(tile.dataset.severity, S);
-    tile.querySelector('.tile-label').textContent = name;
-    tile.title = S.tileHint(name);
-  }
-  for (const b of view.el.langButtons) b.setAttribute('aria-pressed', String(b.dataset.lang === view.lang));
-  try {
-    app.win.localStorage.setItem(LANG_STORAGE_KEY, view.lang);
-  } catch {
-    // storage may be unavailable (private mode, policy): the choice is per page
-  }
-  renderClock(app);
-  scheduleRender(app); // rows notice the language change and redraw
-}
-
-function bindEvents(app) {
-  const { view } = app;
-  view.el.list.addEventListener('click', (ev) => {
-    const main = ev.target.closest('.alert-main');
-    if (!main) return;
-    const rowEl = main.closest('[data-alert-id]');
-    if (rowEl) toggleRow(app, rowEl.dataset.alertId);
+  const locale = S(app).echartsLocale;
+  for (const c of [charts.map, charts.districts, charts.timeline]) if (c) c.dispose();
+  charts.lang = app.shell.lang;
+  charts.map = echarts.init(el.map, null, { locale, renderer: 'canvas' });
+  charts.districts = echarts.init(el.districtChart, null, { locale });
+  charts.timeline = echarts.init(el.timelineChart, null, { locale });
+  charts.map.on('click', (p) => onMapClick(app, p));
+  charts.districts.on('click', (p) => {
+    const code = p && p.data && p.data.code;
+    if (code) setFilter(app, { district: app.view.filter.district === code ? null : code });
   });
-  for (const tile of view.el.tiles) {
-    tile.addEventListener('click', () => {
-      const sev = tile.dataset.severity;
-      view.filter = view.filter === sev ? null : sev;
-      scheduleRender(app);
-    });
-  }
-  for (const b of view.el.langButtons) b.addEventListener('click', () => applyLanguage(app, b.dataset.lang));
 }
 
-// ------------------------------------------------- connection (WebSocket)
+function renderCharts(app) {
+  const { charts, view } = app;
+  if (charts.failed) return;
+  const echarts = echartsGlobal(app.win);
+  if (!echarts) return;
+  if (!charts.map || charts.lang !== app.shell.lang) initCharts(app);
+  const Sx = S(app);
+  const lang = app.shell.lang;
+  const summary = view.summary;
+  const cells = cellData(app.grid, summary.byCell);
+  if (app.geo) {
+    charts.map.setOption(
+      mapOption({ S: Sx, lang, names: app.names, summary, cells, filter: view.filter }),
+      { replaceMerge: ['series'], lazyUpdate: true },
+    );
+    app.el.map.dataset.cells = String(cells.length);
+    app.el.map.dataset.cellList = cells
+      .slice(-200)
+      .map((c) => c[5])
+      .join(' ');
+  }
+  const bars = districtBarOption({ S: Sx, lang, names: app.names, summary });
+  delete bars.codes;
+  charts.districts.setOption(bars, { notMerge: true, lazyUpdate: true });
+  const end = ageReference(app.clock, Date.now()) ?? Date.now();
+  charts.timeline.setOption(timelineOption({ S: Sx, series: timelineSeries(app.timeline, end) }), {
+    notMerge: true,
+    lazyUpdate: true,
+  });
+  app.el.timelineNote.textContent = Sx.timelineNote(TIMELINE_HOURS);
+}
+
+function onMapClick(app, p) {
+  if (!p) return;
+  if (p.componentType === 'series' && Array.isArray(p.value)) {
+    const cell = p.value[5];
+    setFilter(app, { cell: app.view.filter.cell === cell ? null : cell });
+  } else if (p.componentType === 'geo' && p.name) {
+    setFilter(app, { district: app.view.filter.district === p.name ? null : p.name });
+  }
+}
+
+async function loadMap(app) {
+  const echarts = echartsGlobal(app.win);
+  try {
+    const res = await app.win.fetch(new URL('assets/beijing-districts.geojson', app.win.location.href));
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const geo = await res.json();
+    app.names = districtNames(geo);
+    if (echarts) echarts.registerMap(MAP_NAME, geo);
+    app.geo = geo;
+  } catch (err) {
+    console.warn('jingzhi: district boundaries unavailable', err);
+  }
+  app.view.optionsKey = '';
+  scheduleRender(app);
+  scheduleCharts(app);
+}
+
+// ----------------------------------------------------------------- filters
+
+function setFilter(app, patch) {
+  Object.assign(app.view.filter, patch);
+  app.view.filterVersion++;
+  app.el.viewport.scrollTop = 0;
+  app.throttle.now();
+  scheduleCharts(app);
+}
+
+// ------------------------------------------------------------------ detail
+
+function openDetail(app, id) {
+  const alert = app.feed.alerts.get(id);
+  if (!alert) return;
+  Object.assign(app.detail, { id, alert, cleared: false, history: null, historyFor: null, message: null });
+  app.view.selectedId = id;
+  app.el.detail.hidden = false;
+  renderDetail(app, true);
+  loadHistory(app, id);
+  app.throttle.now();
+}
+
+function closeDetail(app) {
+  app.detail.id = null;
+  app.view.selectedId = null;
+  app.el.detail.hidden = true;
+  app.throttle.now();
+}
+
+/** Renders the open detail; `full` also rebuilds the action forms. */
+function renderDetail(app, full) {
+  const { detail, el } = app;
+  if (!detail.id) return;
+  const live = app.feed.alerts.get(detail.id);
+  const changedAlert = live && live !== detail.alert;
+  if (live) detail.alert = live;
+  const alert = detail.alert;
+  const Sx = S(app);
+  if (!full && !changedAlert && detail.renderedLang === app.shell.lang && detail.renderedCleared === detail.cleared) return;
+  detail.renderedLang = app.shell.lang;
+  detail.renderedCleared = detail.cleared;
+  el.detail.dataset.alertId = alert.id;
+  el.detail.dataset.severity = alert.severity;
+  el.detail.dataset.state = alertState(alert);
+  el.detailSeverity.textContent = severityName(alert.severity, Sx);
+  el.detailTitle.textContent = alert.title || alert.rule;
+  el.detailCleared.hidden = !detail.cleared;
+  el.detailCleared.textContent = detail.cleared
+    ? Sx.detail.clearedAt(formatTime(alert.cleared_at ?? app.clock.engineMs, true, app.timeZone))
+    : '';
+  el.detailBody.innerHTML = detailHtml(alert, Sx, { names: app.names, lang: app.shell.lang, timeZone: app.timeZone });
+  // The forms are rebuilt only when the actions on offer change, so that
+  // what the operator is typing survives the alert's updates.
+  if (full || detail.actionsKey !== actionsKey(app, alert)) renderActions(app);
+  renderHistory(app);
+  const now = Date.now();
+  if (changedAlert && detail.historyFor === alert.id && now - (detail.historyAt ?? 0) > HISTORY_REFRESH_MS) loadHistory(app, alert.id);
+}
+
+function actionsKey(app, alert) {
+  return `${app.shell.lang}|${app.shell.canOperate()}|${JSON.stringify(actionsFor(alert))}`;
+}
+
+function renderHistory(app) {
+  const { detail, el } = app;
+  const Sx = S(app);
+  const body =
+    detail.history === null
+      ? `<p class="muted">${escapeHtml(Sx.detail.historyLoading)}</p>`
+      : detail.history === false
+        ? `<p class="muted">${escapeHtml(Sx.detail.historyUnavailable)}</p>`
+        : historyHtml(detail.history, Sx, { timeZone: app.timeZone });
+  el.detailHistory.innerHTML = `<h3>${escapeHtml(Sx.detail.history)}</h3>${body}`;
+}
+
+async function loadHistory(app, id) {
+  app.detail.historyFor = id;
+  app.detail.historyAt = Date.now();
+  const r = await app.shell.request(API.history(id));
+  if (app.detail.id !== id) return;
+  app.detail.history = r.ok ? r.body : false;
+  renderHistory(app);
+}
+
+/** The action forms for the signed-in role. */
+function renderActions(app) {
+  const { detail, el } = app;
+  const Sx = S(app);
+  const A = Sx.act;
+  const alert = detail.alert;
+  detail.actionsKey = actionsKey(app, alert);
+  const e = escapeHtml;
+  if (!app.shell.canOperate()) {
+    el.detailActions.innerHTML = `<h3>${e(A.heading)}</h3><p class="muted" data-testid="no-actions">${e(A.noRole)}</p>`;
+    return;
+  }
+  const can = actionsFor(alert);
+  const button = (verb, label, on, primary = false) =>
+    on
+      ? `<button type="button" class="${primary ? 'primary' : ''}" data-action="${verb}" data-testid="action-${verb}">${e(label)}</button>`
+      : '';
+  const hasCell = Number.isInteger(alert.cell);
+  const hasDistrict = Boolean(alert.district);
+  el.detailActions.innerHTML =
+    `<h3>${e(A.heading)}</h3>` +
+    `<div class="action-row">${button('acknowledge', A.acknowledge, can.acknowledge, true)}${button('resolve', A.resolve, can.resolve)}${button(
+      'false-alarm',
+      A.falseAlarm,
+      can.falseAlarm,
+    )}</div>` +
+    `<label class="field"><span>${e(A.note)}</span><input name="note" data-testid="action-note" maxlength="500"></label>` +
+    (can.assign
+      ? `<div class="action-row"><input name="to" data-testid="assign-to" placeholder="${e(A.assignTo)}" maxlength="100">${button(
+          'assign',
+          A.assign,
+          true,
+        )}</div>`
+      : '') +
+    `<div class="action-row"><input name="text" data-testid="comment-text" placeholder="${e(A.commentText)}" maxlength="2000">${button(
+      'comment',
+      A.comment,
+      true,
+    )}</div>` +
+    (can.silence
+      ? `<details class="silence"><summary>${e(A.silence)}</summary>` +
+        `<label class="field"><span>${e(A.silenceScope)}</span><select name="scope" data-testid="silence-scope">` +
+        (hasCell ? `<option value="cell">${e(A.scopeRuleCell)}</option>` : '') +
+        (hasDistrict ? `<option value="district">${e(A.scopeRuleDistrict)}</option>` : '') +
+        `<option value="rule">${e(A.scopeRule)}</option></select></label>` +
+        `<label class="field"><span>${e(A.silenceFor)}</span><select name="duration" data-testid="silence-duration">` +
+        ['1h', '2h', '4h', '8h', '24h'].map((d) => `<option value="${d}">${d}</option>`).join('') +
+        `<option value="">${e(A.untilCleared)}</option></select></label>` +
+        `<label class="field"><span>${e(A.reason)}</span><input name="reason" data-testid="silence-reason" maxlength="500"></label>` +
+        `<div class="action-row">${button('silence', A.silence, true)}</div></details>`
+      : '') +
+    `<p class="action-message" data-testid="action-message" role="status"></p>`;
+}
+
+async function runAction(app, verb) {
+  const { detail, el } = app;
+  const alert = detail.alert;
+  if (!alert) return;
+  const A = S(app).act;
+  const form = el.detailActions;
+  const val = (name) => (form.querySelector(`[name="${name}"]`)?.value ?? '').trim();
+  const message = form.querySelector('[data-testid="action-message"]');
+  const say = (text, ok) => {
+    if (!message) return;
+    message.textContent = text;
+    message.dataset.ok = String(ok);
+  };
+  let path;
+  let body;
+  const note = val('note');
+  if (verb === 'silence') {
+    const reason = val('reason');
+    if (!reason) return say(A.needReason, false);
+    const scope = val('scope');
+    body = { rule: alert.rule, reason };
+    if (scope === 'cell') body.cell = alert.cell;
+    if (scope === 'district') body.district = alert.district;
+    const duration = val('duration');
+    if (duration) body.duration = duration;
+    path = API.silences;
+  } else {
+    body = note ? { note } : {};
+    if (verb === 'assign') {
+      const to = val('to');
+      if (!to) return say(A.needTo, false);
+      body.to = to;
+    }
+    if (verb === 'comment') {
+      const text = val('text');
+      if (!text) return say(A.needText, false);
+      body = { text };
+    }
+    path = API.act(alert.id, verb);
+  }
+  for (const b of form.querySelectorAll('button')) b.disabled = true;
+  const r = await app.shell.request(path, { method: 'POST', json: body });
+  for (const b of form.querySelectorAll('button')) b.disabled = false;
+  if (!r.ok) {
+    say(r.status === 403 ? A.forbidden : A.failed(r.error), false);
+    return;
+  }
+  // The change also arrives on the feed; show it now.
+  const updated = r.body && (r.body.alert || (r.body.id === alert.id ? r.body : null));
+  if (updated && updated.id === alert.id && app.feed.alerts.has(alert.id)) {
+    app.feed.alerts.set(alert.id, updated);
+    app.feed.version++;
+  } else if (r.body && r.body.operator && app.feed.alerts.has(alert.id)) {
+    app.feed.alerts.set(alert.id, { ...app.feed.alerts.get(alert.id), operator: r.body.operator });
+    app.feed.version++;
+  }
+  renderDetail(app, true);
+  const again = el.detailActions.querySelector('[data-testid="action-message"]');
+  if (again) {
+    again.textContent = A.done;
+    again.dataset.ok = 'true';
+  }
+  loadHistory(app, alert.id);
+  app.throttle.now();
+}
+
+// ------------------------------------------------------------------- sound
+
+function toggleSound(app) {
+  const sound = app.sound;
+  sound.on = !sound.on;
+  try {
+    app.win.localStorage.setItem(SOUND_KEY, sound.on ? '1' : '0');
+  } catch {
+    // per page
+  }
+  if (sound.on && !sound.ctx) {
+    const Ctx = app.win.AudioContext || app.win.webkitAudioContext;
+    if (Ctx) sound.ctx = new Ctx();
+  }
+  renderSound(app);
+}
+
+function renderSound(app) {
+  const Sx = S(app);
+  app.el.sound.setAttribute('aria-pressed', String(app.sound.on));
+  app.el.sound.textContent = app.sound.on ? Sx.soundOn : Sx.soundOff;
+  app.el.sound.title = Sx.sound;
+}
+
+/** A short two-tone chime for a new red alert, at most every few seconds. */
+function chime(app) {
+  const { sound } = app;
+  if (!sound.on || !sound.ctx) return;
+  const now = Date.now();
+  if (now - sound.last < SOUND_GAP_MS) return;
+  sound.last = now;
+  const ctx = sound.ctx;
+  if (ctx.state === 'suspended') ctx.resume();
+  const t0 = ctx.currentTime;
+  for (const [i, f] of [880, 660].entries()) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = f;
+    gain.gain.setValueAtTime(0.0001, t0 + i * 0.18);
+    gain.gain.exponentialRampToValueAtTime(0.2, t0 + i * 0.18 + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, t0 + i * 0.18 + 0.16);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(t0 + i * 0.18);
+    osc.stop(t0 + i * 0.18 + 0.17);
+  }
+}
+
+// ------------------------------------------------------- feed (WebSocket)
 
 function setConnState(app, state) {
   app.conn.state = state;
@@ -857,15 +924,18 @@ function setConnState(app, state) {
 }
 
 function connect(app) {
-  const { conn, win } = app;
+  const { conn, win, feed } = app;
   win.clearTimeout(conn.timer);
   conn.timer = 0;
   conn.retryAt = null;
-  resetConnection(app.feed);
+  const resume = feed.everSynced && feed.seq !== null && !conn.forceSnapshot;
+  conn.forceSnapshot = false;
+  conn.resumed = resume;
+  resetConnection(feed, resume);
   setConnState(app, 'connecting');
   let ws;
   try {
-    ws = new win.WebSocket(feedUrl(win.location.href));
+    ws = new win.WebSocket(feedUrl(win.location.href, { since: resume ? feed.seq : null, token: app.shell.token }));
   } catch (err) {
     console.warn('jingzhi: cannot open the alert feed', err);
     setConnState(app, 'closed');
@@ -874,7 +944,9 @@ function connect(app) {
   }
   conn.ws = ws;
   ws.addEventListener('open', () => {
-    if (conn.ws === ws) setConnState(app, 'open');
+    if (conn.ws !== ws) return;
+    if (resume) conn.backoffMs = 0;
+    setConnState(app, 'open');
   });
   ws.addEventListener('message', (ev) => {
     if (conn.ws === ws) onFeedMessage(app, ev.data);
@@ -897,11 +969,12 @@ function scheduleReconnect(app) {
   renderConnection(app);
 }
 
-/** Drop the connection on purpose (out of step) and come back soon. */
-function dropConnection(app, reason) {
+/** Drop the connection on purpose and come back soon. */
+function dropConnection(app, reason, forceSnapshot) {
   const { conn } = app;
   const ws = conn.ws;
   conn.ws = null;
+  conn.forceSnapshot = forceSnapshot;
   if (ws) {
     try {
       ws.close(4000, reason);
@@ -922,22 +995,41 @@ function onFeedMessage(app, data) {
     console.warn('jingzhi: feed message is not JSON');
     return;
   }
+  const firstSnapshot = msg && msg.type === 'snapshot' && !app.feed.everSynced;
   const result = applyMessage(app.feed, msg);
   switch (result.status) {
     case 'snapshot':
-      app.conn.backoffMs = 0; // a working connection: next drop retries after 1 s
+      app.conn.backoffMs = 0;
+      app.conn.resumed = false;
+      if (firstSnapshot) for (const a of app.feed.alerts.values()) timelineRecord(app.timeline, 'raised', a, a.started_at);
     // falls through
     case 'change': {
-      const marks = app.view.marks;
-      for (const [id, kind] of result.changes) marks.set(id, mergeMark(marks.get(id), kind));
-      app.conn.lastMessageAt = Date.now();
-      advanceEngineClock(app, latestTime(msg));
+      const now = Date.now();
+      const t = latestTime(msg);
+      advanceEngineClock(app, t);
+      for (const [id, kind, alert] of result.changes) {
+        if (kind === 'new') {
+          app.view.fresh.set(id, now + FRESH_MS);
+          timelineRecord(app.timeline, 'raised', alert, alert.started_at);
+          if (alert.severity === 'red' && !alert.silenced && msg.type === 'raised') chime(app);
+        } else if (kind === 'gone') {
+          app.view.fresh.delete(id);
+          timelineRecord(app.timeline, 'cleared', alert, alert.cleared_at ?? t ?? app.clock.engineMs ?? now);
+          if (app.detail.id === id) {
+            app.detail.alert = alert;
+            app.detail.cleared = true;
+          }
+        } else if (kind === 'changed') {
+          app.view.fresh.set(id, now + FRESH_MS);
+        }
+      }
+      app.conn.lastMessageAt = now;
       scheduleRender(app);
       break;
     }
     case 'gap':
-      console.warn(`jingzhi: feed skipped from seq ${app.feed.seq} to ${msg.seq}; reconnecting`);
-      dropConnection(app, 'sequence gap');
+      console.warn(`jingzhi: feed skipped from seq ${app.feed.seq} to ${msg.seq}; reconnecting for a snapshot`);
+      dropConnection(app, 'sequence gap', true);
       break;
     case 'invalid':
       console.warn('jingzhi: malformed feed message', msg);
@@ -952,7 +1044,8 @@ function onFeedMessage(app, data) {
 /** Folds a GET /api/v1/status reply into the clock state (pure). */
 export function applyStatus(clock, status) {
   clock.mode = status && status.clock_mode === 'event' ? 'event' : 'wall';
-  clock.engineMs = status && Number.isFinite(status.clock) ? status.clock : null;
+  const t = status && Number.isFinite(status.clock) ? status.clock : null;
+  if (clock.mode !== 'event' || clock.engineMs === null || (t !== null && t > clock.engineMs)) clock.engineMs = t;
   clock.status = {
     version: status?.version ?? '?',
     workers: status?.workers ?? '?',
@@ -973,55 +1066,133 @@ function advanceEngineClock(app, t) {
 }
 
 async function refreshStatus(app) {
-  const { win } = app;
-  const controller = new AbortController();
-  const timer = win.setTimeout(() => controller.abort(), STATUS_TIMEOUT_MS);
-  try {
-    const url = new URL(API.status, win.location.href);
-    const res = await win.fetch(url, {
-      cache: 'no-store',
-      headers: { accept: 'application/json' },
-      signal: controller.signal,
-    });
-    if (!res.ok) throw new Error(`status ${res.status}`);
-    applyStatus(app.clock, await res.json());
-  } catch (err) {
+  const r = await app.shell.request(API.status, { timeoutMs: 5000 });
+  if (r.ok && r.body) {
+    applyStatus(app.clock, r.body);
+    const grid = gridFrom(r.body);
+    if (grid !== app.grid && JSON.stringify(grid) !== JSON.stringify(app.grid)) {
+      app.grid = grid;
+      scheduleCharts(app);
+    }
+  } else {
     app.clock.failed = true;
-    console.warn('jingzhi: engine status unavailable', err);
-  } finally {
-    win.clearTimeout(timer);
   }
   renderClock(app);
-  scheduleRender(app); // ages depend on the clock mode
+  scheduleRender(app);
 }
 
 // -------------------------------------------------------------------- boot
 
-function storedLanguage(win) {
-  try {
-    const v = win.localStorage.getItem(LANG_STORAGE_KEY);
-    return LANGUAGES.includes(v) ? v : 'zh';
-  } catch {
-    return 'zh';
+function bindEvents(app) {
+  const { el, view } = app;
+  el.viewport.addEventListener('scroll', () => app.throttle.now(), { passive: true });
+  el.viewport.addEventListener('click', (ev) => {
+    const rowEl = ev.target.closest('[data-alert-id]');
+    if (rowEl) openDetail(app, rowEl.dataset.alertId);
+  });
+  for (const tile of el.tiles) {
+    tile.addEventListener('click', () => {
+      const sev = tile.dataset.severity;
+      setFilter(app, { severity: view.filter.severity === sev ? null : sev });
+    });
   }
-}
-
-/** Starts the dashboard in a browser window. Returns the app (for debugging). */
-export function boot(win = globalThis) {
-  const app = createApp(win.document, win);
-  bindEvents(app);
-  applyLanguage(app, storedLanguage(win));
-  connect(app);
-  refreshStatus(app);
-  win.setInterval(() => refreshStatus(app), STATUS_REFRESH_MS);
-  win.setInterval(() => tick(app), 1000);
-  win.addEventListener('online', () => {
+  for (const [k, select] of Object.entries(el.filters)) {
+    select.addEventListener('change', () => setFilter(app, { [k]: select.value || null }));
+  }
+  el.filterCell.addEventListener('click', () => setFilter(app, { cell: null }));
+  el.filterClear.addEventListener('click', () => {
+    view.filter = emptyFilter();
+    setFilter(app, {});
+  });
+  el.detailClose.addEventListener('click', () => closeDetail(app));
+  el.detailActions.addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-action]');
+    if (b) runAction(app, b.dataset.action);
+  });
+  el.sound.addEventListener('click', () => toggleSound(app));
+  // Browsers allow sound only after a gesture: a sound switched on in an
+  // earlier visit starts with the first click on the page.
+  app.doc.addEventListener(
+    'pointerdown',
+    () => {
+      const Ctx = app.win.AudioContext || app.win.webkitAudioContext;
+      if (app.sound.on && !app.sound.ctx && Ctx) app.sound.ctx = new Ctx();
+    },
+    { capture: true },
+  );
+  app.doc.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && app.detail.id) closeDetail(app);
+  });
+  app.win.addEventListener('resize', () => app.throttle.now());
+  // Charts follow their boxes (the grid settles after the first layout).
+  if (typeof app.win.ResizeObserver === 'function') {
+    const observer = new app.win.ResizeObserver((entries) => {
+      for (const entry of entries) {
+        const chart = echartsGlobal(app.win)?.getInstanceByDom(entry.target);
+        if (chart) chart.resize();
+      }
+    });
+    for (const box of [el.map, el.districtChart, el.timelineChart]) observer.observe(box);
+  }
+  app.win.addEventListener('online', () => {
     if (app.conn.state === 'closed') connect(app);
   });
+}
+
+/** Every second: ages, the wall clock, the reconnect countdown. */
+function tick(app) {
+  if (app.doc.hidden) return;
+  renderClock(app);
+  renderConnection(app);
+  scheduleRender(app);
+}
+
+/** Starts the dashboard in a browser window. Returns the app (for debugging and tests). */
+export function boot(win = globalThis) {
+  const app = createApp(win);
+  app.shell = createShell(win, {
+    onLanguage: () => {
+      const Sx = S(app);
+      for (const tile of app.el.tiles) tile.title = Sx.tileHint(severityName(tile.dataset.severity, Sx));
+      renderClock(app);
+      renderSound(app);
+      app.view.optionsKey = '';
+      for (const row of app.view.pool) row.lang = null;
+      if (app.detail.id) renderDetail(app, true);
+      app.throttle.now();
+      scheduleCharts(app);
+    },
+    onPrincipal: (shell) => {
+      const p = shell.principal;
+      app.feed.allowGaps = Boolean(p.auth && Array.isArray(p.districts));
+      if (app.detail.id) renderActions(app);
+    },
+    onToken: () => {
+      // A new identity sees other districts: start over from a snapshot.
+      app.conn.forceSnapshot = true;
+      if (app.conn.ws) dropConnection(app, 'signed in', true);
+      else connect(app);
+      refreshStatus(app);
+    },
+  });
+  try {
+    app.sound.on = win.localStorage.getItem(SOUND_KEY) === '1';
+  } catch {
+    app.sound.on = false;
+  }
+  bindEvents(app);
+  app.shell.setLanguage(app.shell.lang);
+  renderSound(app);
+  app.shell.refreshWho();
+  connect(app);
+  refreshStatus(app);
+  loadMap(app);
+  win.setInterval(() => refreshStatus(app), STATUS_REFRESH_MS);
+  win.setInterval(() => tick(app), 1000);
   scheduleRender(app);
   return app;
 }
 
-if (typeof window !== 'undefined' && typeof document !== 'undefined' && document.querySelector('[data-testid="alert-list"]')) {
+if (typeof window !== 'undefined' && typeof document !== 'undefined' && document.body?.classList.contains('page-dashboard')) {
   window.jingzhi = boot(window);
 }
