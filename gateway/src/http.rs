@@ -66,6 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/watermark", post(watermark))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/ws", get(crate::ws::upgrade))
+        .route("/api/v1/alerts/timeline", get(operator_api::timeline))
         .route("/api/v1/alerts/{id}", get(get_alert))
         .route("/api/v1/alerts/{id}/history", get(operator_api::history))
         .route("/api/v1/alerts/{id}/{action}", post(operator_api::act))

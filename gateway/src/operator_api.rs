@@ -289,6 +289,57 @@ pub async fn end_silence(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct TimelineQuery {
+    /// Start, epoch milliseconds; default: `hours` before `until`.
+    #[serde(default)]
+    since: Option<u64>,
+    /// End (exclusive); default: the published engine clock.
+    #[serde(default)]
+    until: Option<u64>,
+    /// Bucket length in milliseconds; default 10 minutes.
+    #[serde(default)]
+    step: Option<u64>,
+}
+
+/// `GET /api/v1/alerts/timeline`: alerts raised and cleared per bucket,
+/// from the recorded history (the dashboard's timeline). A caller limited
+/// to districts counts only theirs.
+pub async fn timeline(
+    State(app): State<Arc<App>>,
+    token: Token,
+    Query(q): Query<TimelineQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let who = authorize(&app, &token, Access::Read)?;
+    let step = q.step.unwrap_or(600_000).max(1000);
+    let until = q.until.unwrap_or_else(|| app.published_clock() + 1);
+    let since = q.since.unwrap_or(until.saturating_sub(6 * 3_600_000));
+    if until <= since || (until - since) / step > 10_000 {
+        return Err(bad(
+            "the timeline needs since < until and at most 10,000 steps between them",
+        ));
+    }
+    let rows = blocking(&app, move |app| {
+        Ok(app.store.change_counts(since, until, step)?)
+    })
+    .await?;
+    let mut buckets: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+    for (bucket, district, raised, cleared) in rows {
+        if who.sees(district.as_deref()) {
+            let b = buckets.entry(bucket).or_default();
+            b.0 += raised;
+            b.1 += cleared;
+        }
+    }
+    let buckets: Vec<Value> = buckets
+        .into_iter()
+        .map(|(t, (r, c))| json!([t, r, c]))
+        .collect();
+    Ok(Json(
+        json!({"since": since, "until": until, "step": step, "buckets": buckets}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
 pub struct SinceQuery {
     /// Epoch milliseconds; default: the last 24 hours of the engine clock.
     #[serde(default)]

@@ -55,6 +55,7 @@ import {
   sortAlerts,
   summarize,
   timelineRecord,
+  timelineSeed,
   timelineSeries,
   virtualWindow,
   TIMELINE_HOURS,
@@ -77,6 +78,7 @@ const API = Object.freeze({
   history: (id) => `api/v1/alerts/${encodeURIComponent(id)}/history`,
   act: (id, verb) => `api/v1/alerts/${encodeURIComponent(id)}/${verb}`,
   silences: 'api/v1/silences',
+  timeline: (stepMs) => `api/v1/alerts/timeline?step=${stepMs}`,
 });
 
 // ------------------------------------------------------------- detail (pure)
@@ -633,7 +635,8 @@ function renderCharts(app) {
     notMerge: true,
     lazyUpdate: true,
   });
-  app.el.timelineNote.textContent = Sx.timelineNote(TIMELINE_HOURS);
+  app.el.timelineNote.textContent =
+    app.timeline.seededUntil === null ? Sx.timelineNote(TIMELINE_HOURS) : Sx.timelineNoteRecorded(TIMELINE_HOURS);
 }
 
 function onMapClick(app, p) {
@@ -737,6 +740,12 @@ function renderHistory(app) {
         ? `<p class="muted">${escapeHtml(Sx.detail.historyUnavailable)}</p>`
         : historyHtml(detail.history, Sx, { timeZone: app.timeZone });
   el.detailHistory.innerHTML = `<h3>${escapeHtml(Sx.detail.history)}</h3>${body}`;
+}
+
+/** Fills the timeline with the raises and clears the server recorded. */
+async function seedTimeline(app) {
+  const r = await app.shell.request(API.timeline(app.timeline.bucketMs));
+  if (r.ok && timelineSeed(app.timeline, r.body)) scheduleCharts(app);
 }
 
 async function loadHistory(app, id) {
@@ -1001,7 +1010,10 @@ function onFeedMessage(app, data) {
     case 'snapshot':
       app.conn.backoffMs = 0;
       app.conn.resumed = false;
-      if (firstSnapshot) for (const a of app.feed.alerts.values()) timelineRecord(app.timeline, 'raised', a, a.started_at);
+      if (firstSnapshot) {
+        for (const a of app.feed.alerts.values()) timelineRecord(app.timeline, 'raised', a, a.started_at);
+        seedTimeline(app);
+      }
     // falls through
     case 'change': {
       const now = Date.now();

@@ -141,7 +141,38 @@ export const TIMELINE_HOURS = 6;
  * the feed. Each alert start and clear is counted once.
  */
 export function createTimeline(bucketMs = TIMELINE_BUCKET_MS) {
-  return { bucketMs, raised: new Map(), cleared: new Map(), seen: new Set() };
+  return { bucketMs, raised: new Map(), cleared: new Map(), seen: new Set(), seededUntil: null };
+}
+
+/**
+ * Seeds the timeline with the server's recorded counts
+ * (`GET /api/v1/alerts/timeline`: `{until, buckets: [[t, raised, cleared], …]}`).
+ * Raises and clears before `until` come from the server from then on; the
+ * live feed adds only what happens after it.
+ */
+export function timelineSeed(tl, reply) {
+  if (!reply || !Array.isArray(reply.buckets) || !Number.isFinite(reply.until)) return false;
+  // The server's counts replace what the page recorded before `until`;
+  // what it recorded since stays (`seen` keys end with the time).
+  tl.raised.clear();
+  tl.cleared.clear();
+  for (const key of tl.seen) {
+    const [kind, , t] = key.split(':');
+    const at = Number(t);
+    if (Number.isFinite(at) && at >= reply.until) {
+      bump(kind === 'cleared' ? tl.cleared : tl.raised, Math.floor(at / tl.bucketMs) * tl.bucketMs);
+    }
+  }
+  for (const row of reply.buckets) {
+    if (!Array.isArray(row) || row.length < 3) continue;
+    const [t, raised, cleared] = row;
+    if (!Number.isFinite(t)) continue;
+    const bucket = Math.floor(t / tl.bucketMs) * tl.bucketMs;
+    tl.raised.set(bucket, (tl.raised.get(bucket) ?? 0) + (Number(raised) || 0));
+    tl.cleared.set(bucket, (tl.cleared.get(bucket) ?? 0) + (Number(cleared) || 0));
+  }
+  tl.seededUntil = reply.until;
+  return true;
 }
 
 function bump(map, bucket) {
@@ -151,6 +182,8 @@ function bump(map, bucket) {
 /** Records an alert raise (`kind` "raised") or clear ("cleared") at `t`. */
 export function timelineRecord(tl, kind, alert, t) {
   if (!alert || !Number.isFinite(t)) return false;
+  // Counted by the server already.
+  if (tl.seededUntil !== null && t < tl.seededUntil) return false;
   const key = `${kind}:${alert.id}:${kind === 'raised' ? alert.started_at : t}`;
   if (tl.seen.has(key)) return false;
   tl.seen.add(key);

@@ -36,6 +36,7 @@ const {
   virtualWindow,
   createTimeline,
   timelineRecord,
+  timelineSeed,
   timelineSeries,
   DEFAULT_GRID,
   gridFrom,
@@ -355,6 +356,24 @@ test('the timeline counts each raise and clear once, by bucket', () => {
   assert.deepEqual(series.at(-1), [T0 + 600000, 1, 1]);
   assert.equal(series.reduce((n, [, r]) => n + r, 0), 2);
   assert.deepEqual(timelineSeries(tl, NaN), []);
+});
+
+test('the recorded counts from the server seed the timeline; the feed adds only what came later', () => {
+  const tl = createTimeline(600000);
+  const a = alert('a', 'red', T0 + 60000);
+  // Seen in the snapshot before the seed arrives: counted by the server too.
+  assert.ok(timelineRecord(tl, 'raised', a, a.started_at));
+  // After the seed's end: the page's own.
+  const b = alert('b', 'blue', T0 + 650000);
+  assert.ok(timelineRecord(tl, 'raised', b, b.started_at));
+  assert.ok(timelineSeed(tl, { until: T0 + 600000, buckets: [[T0, 3, 2]] }));
+  assert.deepEqual(timelineSeries(tl, T0 + 700000, 1).slice(-2), [
+    [T0, 3, 2],
+    [T0 + 600000, 1, 0],
+  ]);
+  assert.ok(!timelineRecord(tl, 'cleared', a, T0 + 500000), 'before the seed: the server counted it');
+  assert.ok(timelineRecord(tl, 'cleared', a, T0 + 660000));
+  assert.ok(!timelineSeed(tl, { buckets: 'nope' }));
 });
 
 test('the grid matches rules/src/space.rs: row 0 in the south, cell = row × cols + col', () => {

@@ -8,6 +8,10 @@ use crate::alerts::{Change, ChangeKind};
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 
+/// Raises and clears in one bucket of time and one district:
+/// `(bucket start, district, raised, cleared)`.
+pub type ChangeCount = (u64, Option<String>, u64, u64);
+
 /// Where an alert is, as the store last saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AlertPlace {
@@ -282,6 +286,40 @@ impl Store {
             .ctx("read", "alert_changes")?;
         changes.reverse();
         Ok(changes)
+    }
+
+    /// Raises and clears recorded at engine-clock times in `[since,
+    /// until)`, counted per `step`-long bucket and district (`None` for
+    /// alerts without one): `(bucket start, district, raised, cleared)`.
+    pub fn change_counts(
+        &self,
+        since: u64,
+        until: u64,
+        step: u64,
+    ) -> Result<Vec<ChangeCount>, StoreError> {
+        let conn = self.conn();
+        let step_sql = to_sql(step.max(1)).ctx("count", "alert_changes")?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT (time / ?3) * ?3 AS bucket, district,
+                        SUM(kind = 'raised'), SUM(kind = 'cleared')
+                 FROM alert_changes
+                 WHERE time >= ?1 AND time < ?2 AND kind IN ('raised', 'cleared')
+                 GROUP BY bucket, district ORDER BY bucket",
+            )
+            .ctx("count", "alert_changes")?;
+        let rows = stmt
+            .query_map(
+                params![
+                    to_sql(since).ctx("count", "alert_changes")?,
+                    to_sql(until).ctx("count", "alert_changes")?,
+                    step_sql
+                ],
+                |r| Ok((get_u64(r, 0)?, r.get(1)?, get_u64(r, 2)?, get_u64(r, 3)?)),
+            )
+            .ctx("count", "alert_changes")?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .ctx("read", "alert_changes")
     }
 
     /// The latest change of every alert whose latest change is not a
