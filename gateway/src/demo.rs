@@ -55,12 +55,13 @@ pub async fn run(mut config: ServerConfig, seed: u64, secure: bool) -> Result<()
                     .districts
                     .as_ref()
                     .map_or("all districts".to_string(), |d| d.join(","));
+                // Names last: CJK text does not line up in columns.
                 println!(
-                    "  {:<8} {:<14} {:<14} {token}  http://{}/#token={token}",
+                    "  {:<8} {:<13} http://{}/#token={token}  {}",
                     roles.join(","),
-                    entry.name,
                     scope,
-                    running.addr
+                    running.addr,
+                    entry.name
                 );
             }
         }
