@@ -528,7 +528,7 @@ async fn operator_actions_need_the_right_role_and_reach_every_dashboard() {
         .await;
     assert!((ratio - 1.0 / SPREAD.len() as f64).abs() < 1e-9, "{ratio}");
     let series = format!(
-        "jingzhi_district_response_seconds{{district=\"{mine}\",kind=\"acknowledge\",quantile=\"0.5\"}}"
+        "jingzhi_district_response_seconds{{district=\"{mine}\",kind=\"acknowledge\",percentile=\"50\"}}"
     );
     assert!(node.metric(&series).await >= 0.0);
 }
@@ -949,4 +949,33 @@ async fn sigterm_closes_clients_flushes_the_log_and_exits_cleanly() {
     let node = Node::start(root.path(), &args);
     assert_eq!(node.metric("jingzhi_events_recovered_total").await, 2.0);
     assert_eq!(node.alerts(ops).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_timeline_counts_recorded_raises_and_clears_per_bucket() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let people = write_config(root.path(), None, "");
+    let node = Node::start(root.path(), &[]);
+    let (feed_t, ops) = (people.token("feed"), people.token("ops"));
+    node.events(feed_t, flood(T0, &[4545, 5050])).await;
+    node.watermark(feed_t, T0 + 1).await;
+    node.events(feed_t, flood(T0 + 20 * 60_000, &[5555])).await;
+    // The first two clear at T0 + 10m; the third is raised at T0 + 20m.
+    node.watermark(feed_t, T0 + 20 * 60_000 + 1).await;
+    let path = format!(
+        "/api/v1/alerts/timeline?since={T0}&until={}&step=600000",
+        T0 + 30 * 60_000
+    );
+    let (status, body) = node.get(&path, Some(ops)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["buckets"],
+        json!([[T0, 2, 0], [T0 + 600_000, 0, 2], [T0 + 1_200_000, 1, 0]])
+    );
+    let (status, _) = node
+        .get("/api/v1/alerts/timeline?since=10&until=5", Some(ops))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = node.get("/api/v1/alerts/timeline", None).await;
+    assert_eq!(status, 401);
 }

@@ -663,3 +663,47 @@ fn merge_outputs(
         reason: "workers exited".into(),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each worker's frontier follows the clock, and the engine reports it.
+    #[test]
+    fn worker_frontiers_follow_the_clock() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let config = EngineConfig {
+                workers: 2,
+                ..EngineConfig::default()
+            };
+            let (engine, out) = Engine::start(config, 1_000).expect("engine");
+            assert_eq!(engine.worker_frontiers().len(), 2);
+            engine.advance(5_000).await.expect("advance");
+            loop {
+                match out
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("engine output")
+                {
+                    EngineOutput::Complete { through } if through > 5_000 => break,
+                    EngineOutput::Stopped { reason } => panic!("engine stopped: {reason}"),
+                    _ => {}
+                }
+            }
+            // Every worker reported before the merger released the time.
+            for f in engine.worker_frontiers() {
+                assert!(f > 5_000 && f < Time::MAX, "frontier {f}");
+            }
+            engine.shutdown().await;
+            // The merger has taken every worker's last report once it says
+            // the workers stopped.
+            while !matches!(
+                out.recv_timeout(Duration::from_secs(30)),
+                Ok(EngineOutput::Stopped { .. }) | Err(_)
+            ) {}
+            assert!(engine.worker_frontiers().iter().all(|f| *f == Time::MAX));
+        });
+    }
+}

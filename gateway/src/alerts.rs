@@ -159,6 +159,15 @@ type Present = (RuleId, GroupKey, AlertRow, Arc<RulePlan>);
 pub struct AlertBook {
     seq: u64,
     active: HashMap<String, Alert>,
+    /// Active alerts by severity, kept as alerts come and go (read at
+    /// every publication for the metrics).
+    by_severity: BTreeMap<Severity, usize>,
+    /// Alerts cleared within the re-open window: when, and their operator
+    /// state, so that a raise soon after continues the incident without
+    /// waiting for the store.
+    recent: HashMap<String, (Time, Operator)>,
+    /// How long a cleared alert is kept in `recent`.
+    reopen_window_ms: u64,
 }
 
 fn window_text(w: Window) -> String {
@@ -200,10 +209,71 @@ impl AlertBook {
     /// Active alerts by severity.
     pub fn counts(&self) -> BTreeMap<Severity, usize> {
         let mut counts: BTreeMap<Severity, usize> = Severity::ALL.iter().map(|s| (*s, 0)).collect();
-        for a in self.active.values() {
-            *counts.entry(a.severity).or_default() += 1;
+        for (s, n) in &self.by_severity {
+            counts.insert(*s, *n);
         }
         counts
+    }
+
+    fn put(&mut self, id: String, alert: Alert) {
+        *self.by_severity.entry(alert.severity).or_default() += 1;
+        if let Some(old) = self.active.insert(id, alert) {
+            self.uncount(old.severity);
+        }
+    }
+
+    fn take(&mut self, id: &str) -> Option<Alert> {
+        let old = self.active.remove(id)?;
+        self.uncount(old.severity);
+        Some(old)
+    }
+
+    fn uncount(&mut self, severity: Severity) {
+        if let Some(n) = self.by_severity.get_mut(&severity) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// An empty book whose cleared alerts can come back as the same
+    /// incident within `reopen_window_ms`.
+    pub fn with_reopen_window(reopen_window_ms: u64) -> AlertBook {
+        AlertBook {
+            reopen_window_ms,
+            ..AlertBook::default()
+        }
+    }
+
+    /// When an alert cleared and its operator state then, if that was
+    /// within the re-open window.
+    pub fn recently_cleared(&self, id: &str) -> Option<&(Time, Operator)> {
+        self.recent.get(id)
+    }
+
+    /// Records what an operator did to an alert after it cleared, so that
+    /// its return within the window carries it.
+    pub fn update_cleared(&mut self, id: &str, operator: Operator) {
+        if let Some(entry) = self.recent.get_mut(id) {
+            entry.1 = operator;
+        }
+    }
+
+    /// Forgets the recent clears (after a replay, whose alerts carry no
+    /// operator state: the store has the real one).
+    pub fn forget_cleared(&mut self) {
+        self.recent.clear();
+    }
+
+    fn note_cleared(&mut self, alert: &Alert, time: Time) {
+        if self.reopen_window_ms == 0 {
+            return;
+        }
+        if self.recent.len() >= 4096 {
+            let keep = self.reopen_window_ms;
+            self.recent
+                .retain(|_, (t, _)| t.saturating_add(keep) >= time);
+        }
+        self.recent
+            .insert(alert.id.clone(), (time, alert.operator.clone()));
     }
 
     /// Numbers the next change `seq + 1` (after a restart: the last change
@@ -255,7 +325,7 @@ impl AlertBook {
     /// change (recovery: an alert the store had active that the replayed
     /// events no longer raise).
     pub fn force_clear(&mut self, alert: Alert, time: Time) -> Change {
-        self.active.remove(&alert.id);
+        self.take(&alert.id);
         let mut alert = alert;
         alert.cleared_at = Some(time);
         alert.updated_at = time;
@@ -341,7 +411,7 @@ impl AlertBook {
                     alert.silenced = old.silenced;
                     alert.silences = old.silences.clone();
                     self.seq += 1;
-                    self.active.insert(id, alert.clone());
+                    self.put(id, alert.clone());
                     changes.push(Change {
                         kind: ChangeKind::Updated,
                         seq: self.seq,
@@ -352,7 +422,7 @@ impl AlertBook {
                 (Some((rule_id, key, row, plan)), None) => {
                     let alert = build_alert(&id, rule_id, key, row, &plan, reference, time, time);
                     self.seq += 1;
-                    self.active.insert(id, alert.clone());
+                    self.put(id, alert.clone());
                     changes.push(Change {
                         kind: ChangeKind::Raised,
                         seq: self.seq,
@@ -361,9 +431,10 @@ impl AlertBook {
                     });
                 }
                 (None, Some(_)) => {
-                    if let Some(mut alert) = self.active.remove(&id) {
+                    if let Some(mut alert) = self.take(&id) {
                         alert.cleared_at = Some(time);
                         alert.updated_at = time;
+                        self.note_cleared(&alert, time);
                         self.seq += 1;
                         changes.push(Change {
                             kind: ChangeKind::Cleared,

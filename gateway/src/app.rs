@@ -39,11 +39,18 @@ pub struct FeedItem {
 }
 
 impl FeedItem {
-    pub fn of(change: &Change) -> FeedItem {
+    /// The feed message of a recorded change, from its stored JSON (the
+    /// alert is serialised once, for the store and the feed).
+    pub fn stored(change: &crate::store::StoredChange) -> FeedItem {
         FeedItem {
             seq: change.seq,
-            district: change.alert.district.as_deref().map(Arc::from),
-            text: Arc::from(change.to_json()),
+            district: change.district.as_deref().map(Arc::from),
+            text: Arc::from(format!(
+                "{{\"type\":\"{}\",\"seq\":{},\"alert\":{}}}",
+                change.kind.name(),
+                change.seq,
+                change.alert_json
+            )),
         }
     }
 }
@@ -97,6 +104,11 @@ pub struct App {
     pub auth: Auth,
     /// The silences in force, as the store has them.
     pub silences: RwLock<Vec<StoredSilence>>,
+    /// Without a data directory: the queue of the thread that writes
+    /// alert changes to the store.
+    recorder: Option<std_mpsc::Sender<Vec<crate::store::StoredChange>>>,
+    /// The highest change number in the store.
+    recorded: Arc<RecordedMark>,
     /// Set while the event log is replayed: the alert book follows the
     /// engine, but nothing is recorded or sent to clients.
     pub(crate) recovering: AtomicBool,
@@ -208,8 +220,27 @@ impl App {
             .registry
             .register(Box::new(rule_reload_errors.clone()))
             .map_err(|e| StartError::Rules(e.to_string()))?;
-        let mut book = AlertBook::default();
-        book.set_seq(store.last_seq()?);
+        metrics.set_clock_mode(config.clock);
+        if let Some(log) = &log {
+            metrics.watch_event_log(log.metrics());
+        }
+        let mut book = AlertBook::with_reopen_window(config.reopen_window_ms);
+        let last_seq = store.last_seq()?;
+        book.set_seq(last_seq);
+        let recorded = Arc::new(RecordedMark::default());
+        recorded.mark(last_seq);
+        let recorder = if log.is_none() {
+            let (tx, rx) = std_mpsc::channel();
+            let (store, metrics, mark) =
+                (store.clone(), WriteMetrics::of(&metrics), recorded.clone());
+            std::thread::Builder::new()
+                .name("jingzhi-record".into())
+                .spawn(move || run_recorder(store, metrics, mark, rx))
+                .map_err(|e| StartError::Engine(EngineError::Start(e.to_string())))?;
+            Some(tx)
+        } else {
+            None
+        };
         let silences = store.active_silences(now_ms())?;
         let app = Arc::new(App {
             config,
@@ -220,6 +251,8 @@ impl App {
             masker,
             auth,
             silences: RwLock::new(silences),
+            recorder,
+            recorded,
             recovering: AtomicBool::new(true),
             book: Mutex::new(book),
             feed,
@@ -298,6 +331,7 @@ impl App {
         let reach = rules.values().map(|r| r.plan.reach()).max().unwrap_or(0);
         self.max_reach.store(reach, Ordering::Relaxed);
         self.metrics.rules_loaded.set(rules.len() as i64);
+        self.metrics.set_rules(rules.keys().map(String::as_str));
     }
 
     /// The longest time any installed rule looks back.
@@ -521,6 +555,9 @@ impl App {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            self.metrics
+                .set_worker_frontiers(&self.engine.worker_frontiers());
+            self.refresh_alert_breakdown();
             let r = self.engine.retained();
             self.metrics.window_records.set(r.window_records() as i64);
             self.metrics.history_events.set(r.history_events as i64);
@@ -605,13 +642,11 @@ impl App {
             .map(crate::store::StoredChange::from_change)
             .collect();
         self.record(&stored);
-        for change in changes {
+        for (change, row) in changes.iter().zip(&stored) {
             self.metrics
-                .alert_changes
-                .with_label_values(&[change.kind.name()])
-                .inc();
+                .record_alert_change(change.kind, &change.alert.rule);
             // A send error only means that no client is connected.
-            let _ = self.feed.send(FeedItem::of(change));
+            let _ = self.feed.send(FeedItem::stored(row));
         }
         self.refresh_alert_metrics(book);
     }
@@ -625,21 +660,141 @@ impl App {
         }
     }
 
+    /// Active alerts by severity, rule and district. Walks every active
+    /// alert, so it runs with the other gauges once a second rather than
+    /// at every publication.
+    fn refresh_alert_breakdown(&self) {
+        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
+        let mut by_district: BTreeMap<String, usize> = BTreeMap::new();
+        for a in book.iter() {
+            *by_rule.entry(a.rule.clone()).or_default() += 1;
+            *by_district
+                .entry(a.district.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+        let counts = book.counts();
+        drop(book);
+        self.metrics
+            .set_active_alerts(&counts, &by_rule, &by_district);
+    }
+
     /// Writes changes to the store; a failure is logged and counted, and
     /// the changes still go out (an operator must see a raise even when
-    /// the disk is full).
+    /// the disk is full). With a data directory the write happens here,
+    /// before the changes are sent, so that a crash can never leave a
+    /// client knowing a change the store does not. Without one (nothing
+    /// survives a restart anyway) the writer thread does it, off the path
+    /// from engine to client; readers of the store wait for it with
+    /// [`App::wait_recorded`].
     pub(crate) fn record(&self, stored: &[crate::store::StoredChange]) {
-        let started = Instant::now();
-        let result = self.store.record_changes(stored);
-        self.metrics
-            .store_write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = result {
-            self.metrics
-                .store_errors
-                .with_label_values(&["record_changes"])
-                .inc();
-            tracing::error!("cannot record alert changes: {e}");
+        let Some(last) = stored.last().map(|c| c.seq) else {
+            return;
+        };
+        if let Some(tx) = &self.recorder {
+            if tx.send(stored.to_vec()).is_ok() {
+                return;
+            }
+        }
+        write_changes(&self.store, &WriteMetrics::of(&self.metrics), stored);
+        self.recorded.mark(last);
+    }
+
+    /// Waits (briefly, blocking) until every change numbered up to `seq`
+    /// is in the store.
+    pub fn wait_recorded(&self, seq: u64) {
+        self.recorded.wait_for(seq, Duration::from_secs(5));
+    }
+
+    /// Waits until the store has every change published so far.
+    pub fn wait_recorded_all(&self) {
+        let seq = self.book.lock().unwrap_or_else(|e| e.into_inner()).seq();
+        self.wait_recorded(seq);
+    }
+}
+
+/// The metrics a store writer keeps.
+#[derive(Clone)]
+struct WriteMetrics {
+    seconds: prometheus::Histogram,
+    errors: prometheus::IntCounterVec,
+}
+
+impl WriteMetrics {
+    fn of(metrics: &Metrics) -> WriteMetrics {
+        WriteMetrics {
+            seconds: metrics.store_write_seconds.clone(),
+            errors: metrics.store_errors.clone(),
+        }
+    }
+}
+
+/// Records a group of changes, timing it and counting failures.
+fn write_changes(store: &Store, metrics: &WriteMetrics, stored: &[crate::store::StoredChange]) {
+    let started = Instant::now();
+    let result = store.record_changes(stored);
+    metrics.seconds.observe(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        metrics.errors.with_label_values(&["record_changes"]).inc();
+        tracing::error!("cannot record alert changes: {e}");
+    }
+}
+
+/// How long the writer thread lets changes gather before writing them.
+const RECORD_GATHER: Duration = Duration::from_millis(20);
+
+/// The highest change number the store has, and a way to wait for it.
+#[derive(Default)]
+pub struct RecordedMark {
+    seq: Mutex<u64>,
+    moved: std::sync::Condvar,
+}
+
+impl RecordedMark {
+    fn mark(&self, seq: u64) {
+        let mut at = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        if seq > *at {
+            *at = seq;
+            self.moved.notify_all();
+        }
+    }
+
+    fn wait_for(&self, seq: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut at = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        while *at < seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            at = self
+                .moved
+                .wait_timeout(at, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The writer thread of a store without a data directory: takes every
+/// group of changes queued while it was busy and writes them in one go.
+fn run_recorder(
+    store: Store,
+    metrics: WriteMetrics,
+    recorded: Arc<RecordedMark>,
+    rx: std_mpsc::Receiver<Vec<crate::store::StoredChange>>,
+) {
+    while let Ok(mut batch) = rx.recv() {
+        // Let a burst gather: one transaction for many changes costs far
+        // less than one each, and this thread competes with the engine.
+        std::thread::sleep(RECORD_GATHER);
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        let last = batch.last().map(|c| c.seq);
+        write_changes(&store, &metrics, &batch);
+        if let Some(last) = last {
+            recorded.mark(last);
         }
     }
 }

@@ -210,6 +210,7 @@ pub async fn history(
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&app, &token, Access::Read)?;
     let value = blocking(&app, move |app| {
+        app.wait_recorded_all();
         app.check_scope(&who, &id)?;
         let changes = app.store.changes_of(&id, 1000)?;
         let actions = app.store.actions_for(&id)?;
@@ -319,6 +320,7 @@ pub async fn timeline(
         ));
     }
     let rows = blocking(&app, move |app| {
+        app.wait_recorded_all();
         Ok(app.store.change_counts(since, until, step)?)
     })
     .await?;
@@ -359,7 +361,11 @@ pub async fn stats(
     let since = q
         .since
         .unwrap_or_else(|| app.published_clock().saturating_sub(86_400_000));
-    let stats = blocking(&app, move |app| Ok(app.store.stats(since)?)).await?;
+    let stats = blocking(&app, move |app| {
+        app.wait_recorded_all();
+        Ok(app.store.stats(since)?)
+    })
+    .await?;
     if who.districts.is_some() {
         let by_district: serde_json::Map<String, Value> = stats
             .by_district

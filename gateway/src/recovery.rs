@@ -142,8 +142,10 @@ impl App {
         let stored = self.store.active_alerts()?;
         let last_seq = self.store.last_seq()?;
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        // The replay numbered its changes; none of them went out.
+        // The replay numbered its changes; none of them went out. Its
+        // clears carry no operator state: the store has the real one.
         book.set_seq(last_seq);
+        book.forget_cleared();
         let mut out: Vec<(StoredChange, FeedItem)> = Vec::new();
         let mut known = HashSet::new();
         for before in &stored {
@@ -229,7 +231,7 @@ impl App {
     /// Gives a raise the operator state of the incident it continues (a
     /// raise within the re-open window after a clear) and its silences.
     pub(crate) fn annotate_raise(&self, book: &mut AlertBook, change: &mut Change) {
-        let operator = self.carried_operator(&change.alert.id, change.time);
+        let operator = self.carried_operator(book, &change.alert.id, change.time);
         let silences = self.silences_of(&change.alert);
         let apply = |a: &mut crate::alerts::Alert| {
             a.operator = operator.clone();
@@ -243,13 +245,27 @@ impl App {
     /// The operator state a raise at `time` starts with: that of the
     /// alert's incident if it is open or cleared within the re-open window
     /// (the store re-opens it when the raise is recorded), else none.
-    fn carried_operator(&self, alert_id: &str, time: Time) -> Operator {
+    fn carried_operator(&self, book: &AlertBook, alert_id: &str, time: Time) -> Operator {
         let fresh = || {
             Operator::new(OperatorState {
                 alert_id: alert_id.to_string(),
                 ..OperatorState::default()
             })
         };
+        let window = self.config.reopen_window_ms;
+        let within = |cleared: Time| window > 0 && time.saturating_sub(cleared) <= window;
+        // Cleared while running: the book knows, whether or not the store
+        // has caught up.
+        if let Some((cleared, operator)) = book.recently_cleared(alert_id) {
+            if !within(*cleared) {
+                return fresh();
+            }
+            let mut state = operator.detail.clone();
+            state.cleared_at = None;
+            state.reopened += 1;
+            return Operator::new(state);
+        }
+        // Cleared before a restart: the store knows.
         let Ok(mut state) = self.store.operator_state(alert_id) else {
             return fresh();
         };
@@ -258,16 +274,12 @@ impl App {
         }
         match state.cleared_at {
             None => Operator::new(state),
-            Some(cleared) => {
-                let window = self.config.reopen_window_ms;
-                if window > 0 && time.saturating_sub(cleared) <= window {
-                    state.cleared_at = None;
-                    state.reopened += 1;
-                    Operator::new(state)
-                } else {
-                    fresh()
-                }
+            Some(cleared) if within(cleared) => {
+                state.cleared_at = None;
+                state.reopened += 1;
+                Operator::new(state)
             }
+            Some(_) => fresh(),
         }
     }
 }
@@ -288,5 +300,7 @@ fn comparable(mut alert: Value) -> Value {
 }
 
 fn pair(change: &Change) -> (StoredChange, FeedItem) {
-    (StoredChange::from_change(change), FeedItem::of(change))
+    let stored = StoredChange::from_change(change);
+    let item = FeedItem::stored(&stored);
+    (stored, item)
 }

@@ -17,6 +17,9 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The alert history kept without a data directory.
+const MEMORY_HISTORY_MS: u64 = 3_600_000;
+
 /// Why an operator request was not carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -108,6 +111,8 @@ impl App {
         action: Action,
         note: Option<&str>,
     ) -> Result<ActOutcome, ActError> {
+        // The incident is opened by the recorded raise.
+        self.wait_recorded_all();
         self.check_scope(who, alert_id)?;
         let now = now_ms();
         let record = self
@@ -142,8 +147,10 @@ impl App {
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         let clock = self.published_clock();
         let change = book.amend(alert_id, clock, |a| a.operator = operator.clone());
-        if let Some(change) = change {
-            self.commit(&book, std::slice::from_ref(&change));
+        match change {
+            Some(change) => self.commit(&book, std::slice::from_ref(&change)),
+            // Acting on a cleared alert: its return continues with this.
+            None => book.update_cleared(alert_id, operator.clone()),
         }
         let alert = book.get(alert_id).cloned();
         drop(book);
@@ -339,13 +346,6 @@ impl App {
                 tracing::error!("cannot refresh silences: {e}");
             }
         }
-        if let Some(log) = &self.log {
-            self.metrics.event_log_bytes.set(
-                log.metrics()
-                    .disk_bytes
-                    .load(std::sync::atomic::Ordering::Relaxed) as i64,
-            );
-        }
         if !trim {
             return;
         }
@@ -364,9 +364,14 @@ impl App {
                 tracing::error!("cannot trim the event log: {e}");
             }
         }
-        let horizon = self
-            .published_clock()
-            .saturating_sub(self.config.history_retention_ms);
+        // Without a data directory the history lives in memory: keep an
+        // hour at most, enough for clients to resume after a dropped
+        // connection.
+        let retention = match self.log {
+            Some(_) => self.config.history_retention_ms,
+            None => self.config.history_retention_ms.min(MEMORY_HISTORY_MS),
+        };
+        let horizon = self.published_clock().saturating_sub(retention);
         if let Err(e) = self.store.trim_changes(horizon) {
             self.metrics
                 .store_errors

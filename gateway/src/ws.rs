@@ -78,21 +78,28 @@ fn subscribe(
     resync: Option<&str>,
 ) -> (u64, Start, broadcast::Receiver<FeedItem>) {
     // Holding the book while subscribing means no change falls between
-    // the first messages and the first one received; every change up to
-    // the book's number is in the store (recorded before it is sent).
+    // the first messages and the first one received.
     let book = app.book.lock().unwrap_or_else(|e| e.into_inner());
     let rx = app.feed.subscribe();
     let seq = book.seq();
     let visible = |district: Option<&str>| who.sees(district);
-    if let Some(since) = since {
-        if since == seq {
-            return (seq, Start::Resume(Vec::new()), rx);
+    match since {
+        None => {
+            let snapshot = book.snapshot_json(resync, |a| visible(a.district.as_deref()));
+            (seq, Start::Snapshot(snapshot), rx)
         }
-        if since < seq {
-            if let Ok(Some(changes)) = app.store.changes_since(since, MAX_RESUME_CHANGES) {
-                let complete = changes.last().is_some_and(|c| c.seq == seq)
-                    && changes.first().is_some_and(|c| c.seq == since + 1);
-                if complete {
+        Some(since) if since == seq => (seq, Start::Resume(Vec::new()), rx),
+        Some(since) => {
+            // A snapshot now, used if the missed changes are not all kept.
+            let fallback = book.snapshot_json(Some("since_unavailable"), |a| {
+                visible(a.district.as_deref())
+            });
+            drop(book);
+            let missed = (since < seq)
+                .then(|| missed_changes(app, since, seq))
+                .flatten();
+            match missed {
+                Some(changes) => {
                     let messages = changes
                         .into_iter()
                         .filter(|c| visible(c.district.as_deref()))
@@ -105,17 +112,29 @@ fn subscribe(
                             )
                         })
                         .collect();
-                    return (seq, Start::Resume(messages), rx);
+                    (seq, Start::Resume(messages), rx)
                 }
+                None => (seq, Start::Snapshot(fallback), rx),
             }
         }
-        let snapshot = book.snapshot_json(Some("since_unavailable"), |a| {
-            visible(a.district.as_deref())
-        });
-        return (seq, Start::Snapshot(snapshot), rx);
     }
-    let snapshot = book.snapshot_json(resync, |a| visible(a.district.as_deref()));
-    (seq, Start::Snapshot(snapshot), rx)
+}
+
+/// The changes after `since` up to `seq`, if the store has all of them.
+fn missed_changes(app: &App, since: u64, seq: u64) -> Option<Vec<crate::store::StoredChange>> {
+    // Without a data directory the store is written behind the feed.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| app.wait_recorded(seq));
+    } else {
+        app.wait_recorded(seq);
+    }
+    let mut changes = app.store.changes_since(since, MAX_RESUME_CHANGES).ok()??;
+    changes.retain(|c| c.seq <= seq);
+    let complete = changes.last().is_some_and(|c| c.seq == seq)
+        && changes.first().is_some_and(|c| c.seq == since + 1);
+    complete.then_some(changes)
 }
 
 enum Outcome {
