@@ -979,3 +979,38 @@ async fn the_timeline_counts_recorded_raises_and_clears_per_bucket() {
     let (status, _) = node.get("/api/v1/alerts/timeline", None).await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn an_incident_continues_across_a_restart_within_the_reopen_window() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let people = write_config(root.path(), None, "reopen_window = \"5m\"\n");
+    let (feed_t, ops) = (people.token("feed"), people.token("ops"));
+    let args = ["--data-dir", "data"];
+    let node = Node::start(root.path(), &args);
+    node.events(feed_t, flood(T0, &[4545])).await;
+    node.watermark(feed_t, T0 + 1).await;
+    let id = node.alerts(ops).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = node
+        .post(
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            Some(ops),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    node.watermark(feed_t, T0 + 10 * 60_000 + 1).await;
+    assert!(node.alerts(ops).await.is_empty(), "cleared before the stop");
+    node.kill9();
+
+    // Back two minutes after the clear, on a restarted server.
+    let node = Node::start(root.path(), &args);
+    node.events(feed_t, flood(T0 + 12 * 60_000, &[4545])).await;
+    node.watermark(feed_t, T0 + 12 * 60_000 + 1).await;
+    let back = node.alerts(ops).await;
+    assert_eq!(back[0]["id"], id.as_str());
+    assert_eq!(back[0]["operator"]["state"], "acknowledged", "{}", back[0]);
+    assert_eq!(back[0]["operator"]["reopened"], 1);
+}

@@ -168,6 +168,8 @@ pub struct AlertBook {
     recent: HashMap<String, (Time, Operator)>,
     /// How long a cleared alert is kept in `recent`.
     reopen_window_ms: u64,
+    /// `recent`'s size at which it is next pruned.
+    prune_at: usize,
 }
 
 fn window_text(w: Window) -> String {
@@ -257,20 +259,36 @@ impl AlertBook {
         }
     }
 
-    /// Forgets the recent clears (after a replay, whose alerts carry no
-    /// operator state: the store has the real one).
-    pub fn forget_cleared(&mut self) {
+    /// Notes a clear made outside [`AlertBook::apply`] (recovery).
+    pub fn note_cleared_operator(&mut self, id: &str, time: Time, operator: Operator) {
+        if self.reopen_window_ms > 0 {
+            self.recent.insert(id.to_string(), (time, operator));
+        }
+    }
+
+    /// Replaces the recent clears with what the store knows (after a
+    /// replay, whose alerts carry no operator state).
+    pub fn restore_cleared(&mut self, cleared: Vec<OperatorState>) {
         self.recent.clear();
+        for state in cleared {
+            if let Some(at) = state.cleared_at {
+                self.recent
+                    .insert(state.alert_id.clone(), (at, Operator::new(state)));
+            }
+        }
     }
 
     fn note_cleared(&mut self, alert: &Alert, time: Time) {
         if self.reopen_window_ms == 0 {
             return;
         }
-        if self.recent.len() >= 4096 {
+        // Prune when the map has doubled since the last pruning, so that
+        // pruning costs O(1) per clear however many alerts stay recent.
+        if self.recent.len() >= self.prune_at.max(4096) {
             let keep = self.reopen_window_ms;
             self.recent
                 .retain(|_, (t, _)| t.saturating_add(keep) >= time);
+            self.prune_at = self.recent.len() * 2;
         }
         self.recent
             .insert(alert.id.clone(), (time, alert.operator.clone()));

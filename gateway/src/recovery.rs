@@ -143,9 +143,11 @@ impl App {
         let last_seq = self.store.last_seq()?;
         let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         // The replay numbered its changes; none of them went out. Its
-        // clears carry no operator state: the store has the real one.
+        // clears carry no operator state: the store has the real one, for
+        // every alert that may still come back as the same incident.
         book.set_seq(last_seq);
-        book.forget_cleared();
+        let window = self.config.reopen_window_ms;
+        book.restore_cleared(self.store.recently_cleared(clock.saturating_sub(window))?);
         let mut out: Vec<(StoredChange, FeedItem)> = Vec::new();
         let mut known = HashSet::new();
         for before in &stored {
@@ -185,6 +187,8 @@ impl App {
             } else {
                 // Cleared while the service was down (or never re-raised by
                 // the retained events): tell the clients it is over.
+                let state = self.store.operator_state(&before.alert_id)?;
+                book.note_cleared_operator(&before.alert_id, clock, Operator::new(state));
                 let seq = book.next_seq();
                 let mut alert = old;
                 if let Some(obj) = alert.as_object_mut() {
@@ -254,32 +258,17 @@ impl App {
         };
         let window = self.config.reopen_window_ms;
         let within = |cleared: Time| window > 0 && time.saturating_sub(cleared) <= window;
-        // Cleared while running: the book knows, whether or not the store
-        // has caught up.
-        if let Some((cleared, operator)) = book.recently_cleared(alert_id) {
-            if !within(*cleared) {
-                return fresh();
-            }
-            let mut state = operator.detail.clone();
-            state.cleared_at = None;
-            state.reopened += 1;
-            return Operator::new(state);
-        }
-        // Cleared before a restart: the store knows.
-        let Ok(mut state) = self.store.operator_state(alert_id) else {
-            return fresh();
-        };
-        if state.incident.is_none() {
-            return fresh();
-        }
-        match state.cleared_at {
-            None => Operator::new(state),
-            Some(cleared) if within(cleared) => {
+        // The book knows every clear within the window: those since the
+        // start, and those before it, from the store at recovery. Asking the
+        // store here would wait on its writer.
+        match book.recently_cleared(alert_id) {
+            Some((cleared, operator)) if within(*cleared) => {
+                let mut state = operator.detail.clone();
                 state.cleared_at = None;
                 state.reopened += 1;
                 Operator::new(state)
             }
-            Some(_) => fresh(),
+            _ => fresh(),
         }
     }
 }

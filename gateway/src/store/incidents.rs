@@ -447,6 +447,22 @@ impl Store {
         state_of(&self.conn(), alert_id)
     }
 
+    /// The operator state of every alert whose latest incident cleared at
+    /// or after `since` (the alerts that may come back as the same
+    /// incident).
+    pub fn recently_cleared(&self, since: u64) -> Result<Vec<OperatorState>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {STATE_COLUMNS} FROM incidents i WHERE cleared_at >= ?1
+               AND id = (SELECT MAX(id) FROM incidents WHERE alert_id = i.alert_id)"
+        );
+        let mut stmt = conn.prepare_cached(&sql).ctx("query", "incidents")?;
+        let rows = stmt
+            .query_map([to_sql(since).ctx("query", "incidents")?], state_from_row)
+            .ctx("query", "incidents")?;
+        rows.collect::<Result<Vec<_>, _>>().ctx("read", "incidents")
+    }
+
     /// [`Store::operator_state`] for many alerts under one lock, keyed by
     /// alert id (every id given is in the map).
     pub fn operator_states(
