@@ -641,12 +641,13 @@ impl App {
             .iter()
             .map(crate::store::StoredChange::from_change)
             .collect();
-        self.record(&stored);
-        for (change, row) in changes.iter().zip(&stored) {
+        let items: Vec<FeedItem> = stored.iter().map(FeedItem::stored).collect();
+        self.record(stored);
+        for (change, item) in changes.iter().zip(items) {
             self.metrics
                 .record_alert_change(change.kind, &change.alert.rule);
             // A send error only means that no client is connected.
-            let _ = self.feed.send(FeedItem::stored(row));
+            let _ = self.feed.send(item);
         }
         self.refresh_alert_metrics(book);
     }
@@ -687,16 +688,20 @@ impl App {
     /// survives a restart anyway) the writer thread does it, off the path
     /// from engine to client; readers of the store wait for it with
     /// [`App::wait_recorded`].
-    pub(crate) fn record(&self, stored: &[crate::store::StoredChange]) {
+    pub(crate) fn record(&self, stored: Vec<crate::store::StoredChange>) {
         let Some(last) = stored.last().map(|c| c.seq) else {
             return;
         };
-        if let Some(tx) = &self.recorder {
-            if tx.send(stored.to_vec()).is_ok() {
-                return;
-            }
-        }
-        write_changes(&self.store, &WriteMetrics::of(&self.metrics), stored);
+        let stored = match &self.recorder {
+            Some(tx) => match tx.send(stored) {
+                Ok(()) => return,
+                // The writer is gone (it never stops while the app lives):
+                // write here rather than lose the changes.
+                Err(std_mpsc::SendError(stored)) => stored,
+            },
+            None => stored,
+        };
+        write_changes(&self.store, &WriteMetrics::of(&self.metrics), &stored);
         self.recorded.mark(last);
     }
 
@@ -737,6 +742,29 @@ fn write_changes(store: &Store, metrics: &WriteMetrics, stored: &[crate::store::
     if let Err(e) = result {
         metrics.errors.with_label_values(&["record_changes"]).inc();
         tracing::error!("cannot record alert changes: {e}");
+    }
+}
+
+/// Gives the calling thread a lower scheduling priority (nice 10): the
+/// store writer then takes the cores when the engine, the ingest handlers
+/// and the publisher leave them idle, instead of competing with them on a
+/// busy machine. Its queue absorbs the delay.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers
+        // and touch no memory of ours; on Linux, PRIO_PROCESS with a thread
+        // id changes that thread only.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+        };
+        if result != 0 {
+            tracing::debug!(
+                "cannot lower the store writer's priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
@@ -784,6 +812,7 @@ fn run_recorder(
     recorded: Arc<RecordedMark>,
     rx: std_mpsc::Receiver<Vec<crate::store::StoredChange>>,
 ) {
+    lower_thread_priority();
     while let Ok(mut batch) = rx.recv() {
         // Let a burst gather: one transaction for many changes costs far
         // less than one each, and this thread competes with the engine.

@@ -223,13 +223,14 @@ impl App {
             }
         }
         let (stored, items): (Vec<StoredChange>, Vec<FeedItem>) = out.into_iter().unzip();
-        self.record(&stored);
+        let published = stored.len();
+        self.record(stored);
         for item in items {
             let _ = self.feed.send(item);
         }
         self.refresh_alert_metrics(&book);
         self.recovering.store(false, Ordering::Release);
-        Ok(stored.len())
+        Ok(published)
     }
 
     /// Gives a raise the operator state of the incident it continues (a
