@@ -373,8 +373,22 @@ async fn operator_actions_need_the_right_role_and_reach_every_dashboard() {
     let target = inside[0]["id"].as_str().unwrap().to_string();
     let other = outside[0]["id"].as_str().unwrap().to_string();
     let ack = |id: &str| format!("/api/v1/alerts/{id}/acknowledge");
-    let (status, _) = node.post(&ack(&target), Some(author), json!({})).await;
-    assert_eq!(status, 403, "an author may not acknowledge");
+    for (verb, body) in [
+        ("acknowledge", json!({})),
+        ("assign", json!({"to": "朝阳消防中队"})),
+        ("comment", json!({"text": "到场"})),
+        ("resolve", json!({})),
+        ("false-alarm", json!({})),
+    ] {
+        let path = format!("/api/v1/alerts/{target}/{verb}");
+        for wrong in [author, feed_t] {
+            let (status, body) = node.post(&path, Some(wrong), body.clone()).await;
+            assert_eq!(status, 403, "{verb} with the wrong role: {body}");
+            assert_eq!(body["error"]["code"], "forbidden");
+        }
+        let (status, _) = node.post(&path, None, body.clone()).await;
+        assert_eq!(status, 401, "{verb} without a token");
+    }
     let (status, _) = node.post(&ack(&target), None, json!({})).await;
     assert_eq!(status, 401);
     let (status, body) = node.post(&ack(&other), Some(scoped), json!({})).await;
