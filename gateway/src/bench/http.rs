@@ -120,18 +120,8 @@ pub struct HttpReport {
 pub fn command(opts: &HttpOptions, json: bool) -> ExitCode {
     match run(opts) {
         Ok(report) => {
-            let text = describe(&report);
-            if json {
-                eprintln!("{text}");
-                match serde_json::to_string_pretty(&report) {
-                    Ok(j) => println!("{j}"),
-                    Err(e) => {
-                        eprintln!("jingzhi: cannot write the report as JSON: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                println!("{text}");
+            if !super::print_report(&describe(&report), &report, json) {
+                return ExitCode::FAILURE;
             }
             if report.all_accepted {
                 ExitCode::SUCCESS
