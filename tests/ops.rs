@@ -324,7 +324,24 @@ async fn live_metrics_pass_promtool_check_metrics() {
     assert!(text.contains("jingzhi_build_info{"), "{text}");
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
 
-    let mut child = Command::new(&promtool)
+    let (ok, said) = check_metrics(&promtool, text.as_bytes());
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+
+    // promtool does complain about a badly named metric: the check is real.
+    let (ok, _) = check_metrics(
+        &promtool,
+        b"# HELP jingzhi_bad_milliseconds x\n# TYPE jingzhi_bad_milliseconds counter\njingzhi_bad_milliseconds 1\n",
+    );
+    assert!(!ok, "promtool accepted a bad metric");
+}
+
+/// Pipes metrics text into `promtool check metrics`: whether it passed,
+/// and everything it said.
+fn check_metrics(promtool: &std::path::Path, text: &[u8]) -> (bool, String) {
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -335,7 +352,7 @@ async fn live_metrics_pass_promtool_check_metrics() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(text.as_bytes())
+        .write_all(text)
         .expect("write metrics to promtool");
     let out = child.wait_with_output().expect("promtool output");
     let said = format!(
@@ -343,28 +360,7 @@ async fn live_metrics_pass_promtool_check_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics ({}):\n{said}",
-        out.status
-    );
-
-    // promtool does complain about a badly named metric: the check is real.
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"# HELP jingzhi_bad_milliseconds x\n# TYPE jingzhi_bad_milliseconds counter\njingzhi_bad_milliseconds 1\n")
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(!out.status.success(), "promtool accepted a bad metric");
+    (out.status.success(), said)
 }
 
 /// Queries Prometheus's HTTP API; `None` until it answers with success.
