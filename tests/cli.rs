@@ -185,3 +185,30 @@ fn config_check_names_the_bad_setting() {
     assert!(!ok);
     assert!(err.contains("masking"), "{err}");
 }
+
+#[test]
+fn simulate_names_a_bad_city_or_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.ndjson");
+    let out = out.to_str().unwrap();
+    let (ok, _, stderr) = run(&["simulate", "--city", "atlantis", "--out", out], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown city `atlantis`"), "{stderr}");
+    assert!(
+        stderr.contains("`default`") && stderr.contains("`beijing`"),
+        "{stderr}"
+    );
+    for rate in ["0", "-5", "fast"] {
+        let flag = format!("--rate={rate}");
+        let (ok, _, stderr) = run(&["simulate", &flag, "--out", out], &[]);
+        assert!(!ok, "--rate {rate}");
+        assert!(
+            stderr.contains("give a positive number of events per second"),
+            "{stderr}"
+        );
+    }
+    let (ok, _, stderr) = run(&["simulate", "--rate", "1e9", "--out", out], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("this city can make at most"), "{stderr}");
+    assert!(!std::path::Path::new(out).exists());
+}

@@ -16,8 +16,13 @@ include!(concat!(env!("OUT_DIR"), "/examples.rs"));
 const FEED_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Runs the server on the wall clock, fed live by the simulator.
-pub async fn run(mut config: ServerConfig, seed: u64, secure: bool) -> Result<(), ServeError> {
-    let city = sim::beijing_city(seed);
+pub async fn run(
+    mut config: ServerConfig,
+    city: sim::CityChoice,
+    seed: u64,
+    secure: bool,
+) -> Result<(), ServeError> {
+    let city = city.build(seed);
     let tokens = if secure {
         demo_tokens().map_err(ServeError::Io)?
     } else {
@@ -113,18 +118,27 @@ fn demo_tokens() -> std::io::Result<Vec<(TokenEntry, String)>> {
 }
 
 /// `jingzhi simulate`: writes events and reference data to files.
-pub fn simulate(seed: u64, events: usize, out: &Path, start: &str, w1: bool) -> ExitCode {
-    let result = if w1 {
-        sim::write_w1_shape(seed, events, out).map(|s| format!("{s}"))
+pub fn simulate(options: SimulateCommand, out: &Path) -> ExitCode {
+    let result = if options.w1 {
+        sim::write_w1_shape(options.seed, options.events, out)
+            .map(|s| format!("{s}"))
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))
     } else {
-        let start_ms = match parse_rfc3339(start) {
+        let start_ms = match parse_rfc3339(&options.start) {
             Ok(ms) => ms,
             Err(e) => {
-                eprintln!("jingzhi: --start `{start}` {e}");
+                eprintln!("jingzhi: --start `{}` {e}", options.start);
                 return ExitCode::FAILURE;
             }
         };
-        sim::write_simulation(seed, events, start_ms, out).map(|s| format!("{s}"))
+        let simulation = sim::SimulationOptions {
+            city: options.city,
+            seed: options.seed,
+            events: options.events,
+            start_ms,
+            rate: options.rate,
+        };
+        sim::write_simulation(&simulation, out).map(|s| format!("{s}"))
     };
     match result {
         Ok(summary) => {
@@ -132,8 +146,21 @@ pub fn simulate(seed: u64, events: usize, out: &Path, start: &str, w1: bool) -> 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("jingzhi: cannot write {}: {e}", out.display());
+            eprintln!("jingzhi: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `jingzhi simulate` was asked for.
+#[derive(Clone, Debug)]
+pub struct SimulateCommand {
+    pub city: sim::CityChoice,
+    pub seed: u64,
+    pub events: usize,
+    /// RFC 3339.
+    pub start: String,
+    pub rate: Option<f64>,
+    /// Write the W1 benchmark's shape instead (no city, no rate).
+    pub w1: bool,
 }

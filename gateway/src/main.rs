@@ -242,6 +242,19 @@ fn duration(s: &str) -> Result<u64, String> {
     parse_duration(s)
 }
 
+fn city_choice(s: &str) -> Result<jingzhi_gateway::sim::CityChoice, String> {
+    s.parse()
+}
+
+fn events_per_second(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{s}` is not a rate: give a positive number of events per second of event time, e.g. 20000"
+        )),
+    }
+}
+
 #[derive(Args, Clone)]
 struct EngineArgs {
     /// Timely worker threads (default: the number of cores).
@@ -315,6 +328,9 @@ struct DemoArgs {
     /// Simulator seed.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// The simulated city: `default` or `beijing` (full scale, about 18,000 events/s).
+    #[arg(long, default_value = "default", value_parser = city_choice)]
+    city: jingzhi_gateway::sim::CityChoice,
     /// Load rules from this directory instead of the built-in sample rules.
     #[arg(long)]
     rules: Option<PathBuf>,
@@ -324,6 +340,15 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct SimulateArgs {
+    /// `default` (about 2,000 sources on 1.8 km cells, about 28 events/s) or
+    /// `beijing` (the municipality at full scale: about 50,000 sources on
+    /// 500 m cells, about 18,000 events/s).
+    #[arg(long, default_value = "default", value_parser = city_choice)]
+    city: jingzhi_gateway::sim::CityChoice,
+    /// Average events per second of event time: every source reports
+    /// proportionally faster or slower [default: the city's natural rate].
+    #[arg(long, value_parser = events_per_second)]
+    rate: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Number of events to write.
@@ -336,7 +361,7 @@ struct SimulateArgs {
     #[arg(long, default_value = "2026-07-15T08:00:00+08:00")]
     start: String,
     /// Write the W1 benchmark shape instead (10,000 cells, one hour from 2026-01-01).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["city", "rate"])]
     w1: bool,
 }
 
@@ -589,7 +614,17 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Command::Simulate(a) => demo::simulate(a.seed, a.events, &a.out, &a.start, a.w1),
+        Command::Simulate(a) => demo::simulate(
+            demo::SimulateCommand {
+                city: a.city,
+                seed: a.seed,
+                events: a.events,
+                start: a.start,
+                rate: a.rate,
+                w1: a.w1,
+            },
+            &a.out,
+        ),
         Command::Serve(a) => {
             let config = match serve_config(a) {
                 Ok(c) => c,
@@ -616,7 +651,7 @@ fn main() -> ExitCode {
             apply_flags(&mut config, &a.engine, &a.storage);
             config.rules_dir = a.rules;
             init_logs(config.log_format);
-            run_async(demo::run(config, a.seed, !a.open))
+            run_async(demo::run(config, a.city, a.seed, !a.open))
         }
         Command::Token(TokenCommand::New {
             name,

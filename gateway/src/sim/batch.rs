@@ -1,10 +1,13 @@
 //! Simulations on file: `jingzhi simulate` writes an NDJSON event file with
 //! its reference data beside it (Realistic schedule), or the W1 benchmark
 //! workload's shape (the distributions of `shared/bench/gen_w1.py`).
+//!
+//! Events are written as they are made, a slice of event time at a time,
+//! so a file of tens of millions of events needs no more memory than the
+//! city and one slice.
 
-use super::city::beijing_city;
 use super::rng::Rng;
-use super::{City, ScenarioRecord, Schedule, Simulator};
+use super::{City, CityChoice, ScenarioRecord, Schedule, Simulator};
 use jingzhi_rules::event::{Body, Event};
 use jingzhi_rules::time::format_rfc3339;
 use std::collections::BTreeMap;
@@ -13,8 +16,44 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-const MINUTE: u64 = 60_000;
+const SECOND: u64 = 1_000;
+const MINUTE: u64 = 60 * SECOND;
 const HOUR: u64 = 60 * MINUTE;
+
+/// About this many events are made before they are written out.
+const EVENTS_PER_SLICE: f64 = 50_000.0;
+/// `--rate` may not make any source report more often than this on
+/// average, ms.
+const SHORTEST_MEAN_INTERVAL_MS: u64 = 100;
+/// Nor so rarely that the city falls silent for days.
+const LOWEST_RATE: f64 = 0.01;
+
+/// What [`write_simulation`] is asked to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulationOptions {
+    pub city: CityChoice,
+    pub seed: u64,
+    /// Number of events to write.
+    pub events: usize,
+    /// Event time of the start, ms since the epoch.
+    pub start_ms: u64,
+    /// Average events per second of event time; `None`: the city's natural
+    /// rate.
+    pub rate: Option<f64>,
+}
+
+impl SimulationOptions {
+    /// The default city at its natural rate.
+    pub fn default_city(seed: u64, events: usize, start_ms: u64) -> SimulationOptions {
+        SimulationOptions {
+            city: CityChoice::Default,
+            seed,
+            events,
+            start_ms,
+            rate: None,
+        }
+    }
+}
 
 /// What [`write_simulation`] wrote.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,10 +73,22 @@ pub struct SimulationSummary {
     /// Share of the city's sensors and road segments that report: below 1
     /// when few events were asked for, so that they still span an hour.
     pub sampled: f64,
+    /// `default` or `beijing`.
+    pub city: &'static str,
+    pub start_ms: u64,
+    /// The rate asked for with `--rate`, events/s.
+    pub requested_rate: Option<f64>,
+    /// The (sampled) city's rate at its natural cadence, events/s.
+    pub natural_rate: f64,
 }
 
 impl SimulationSummary {
-    fn new(reference: PathBuf, sampled: f64) -> SimulationSummary {
+    fn new(
+        reference: PathBuf,
+        sampled: f64,
+        options: &SimulationOptions,
+        natural_rate: f64,
+    ) -> SimulationSummary {
         SimulationSummary {
             events: 0,
             sensor: 0,
@@ -49,7 +100,18 @@ impl SimulationSummary {
             scenarios: Vec::new(),
             reference,
             sampled,
+            city: options.city.name(),
+            start_ms: options.start_ms,
+            requested_rate: options.rate,
+            natural_rate,
         }
+    }
+
+    /// Events per second of event time, from the start to the last event.
+    pub fn achieved_rate(&self) -> Option<f64> {
+        let last = self.last_ts?;
+        let span_s = last.checked_sub(self.start_ms)? as f64 / 1000.0;
+        (span_s > 0.0).then(|| self.events as f64 / span_s)
     }
 
     fn count(&mut self, event: &Event) {
@@ -57,10 +119,13 @@ impl SimulationSummary {
         match &event.body {
             Body::Sensor(s) => {
                 self.sensor += 1;
-                *self
-                    .sensor_kinds
-                    .entry(s.kind.as_str().to_string())
-                    .or_default() += 1;
+                // Looked up by `&str` first: no allocation per event.
+                match self.sensor_kinds.get_mut(s.kind.as_str()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.sensor_kinds.insert(s.kind.as_str().to_string(), 1);
+                    }
+                }
             }
             Body::Traffic(_) => self.traffic += 1,
             Body::Incident(_) => self.incident += 1,
@@ -74,11 +139,18 @@ impl fmt::Display for SimulationSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events (sensor {}, traffic {}, incident {})",
-            self.events, self.sensor, self.traffic, self.incident
+            "{} events of the {} city (sensor {}, traffic {}, incident {})",
+            self.events, self.city, self.sensor, self.traffic, self.incident
         )?;
         if let (Some(a), Some(b)) = (self.first_ts, self.last_ts) {
             write!(f, " from {} to {}", format_rfc3339(a), format_rfc3339(b))?;
+        }
+        if let Some(rate) = self.achieved_rate() {
+            write!(f, "; {rate:.1} events/s of event time")?;
+            match self.requested_rate {
+                Some(r) => write!(f, " (--rate {r})")?,
+                None => write!(f, " (natural rate {:.1})", self.natural_rate)?,
+            }
         }
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for s in &self.scenarios {
@@ -109,32 +181,53 @@ pub fn reference_path_for(events: &Path) -> PathBuf {
     events.with_file_name(format!("{stem}.reference.json"))
 }
 
-/// Writes `events` NDJSON lines of the simulated Beijing (Realistic
-/// schedule) from `start_ms` to `out`, and the city's reference data to
-/// `<out stem>.reference.json` beside it.
+/// Writes `options.events` NDJSON lines of the chosen city (Realistic
+/// schedule) from `options.start_ms` to `out`, and the city's reference
+/// data to `<out stem>.reference.json` beside it. Errors are messages for
+/// the user.
 ///
-/// At the city's natural rate (about 100,000 events per simulated hour) the
-/// file spans `events / 100,000` hours; when fewer events are asked for than
-/// one hour holds, only a sample of the sensors and segments report, so that
-/// the file still spans at least an hour.
+/// At the default city's natural rate (about 100,000 events per simulated
+/// hour) the file spans `events / 100,000` hours; when fewer events are
+/// asked for than one hour holds, only a sample of its sensors and segments
+/// report, so that the file still spans at least an hour. With `--rate`,
+/// and for the full-scale city, every source reports and the file spans
+/// `events / rate` seconds.
 pub fn write_simulation(
-    seed: u64,
-    events: usize,
-    start_ms: u64,
+    options: &SimulationOptions,
     out: &Path,
-) -> io::Result<SimulationSummary> {
-    let full = beijing_city(seed);
-    let sampled = sample_for_an_hour(&full, seed, events, start_ms);
+) -> Result<SimulationSummary, String> {
+    let SimulationOptions {
+        seed,
+        events,
+        start_ms,
+        ..
+    } = *options;
+    let full = options.city.build(seed);
+    let sampled = if options.city == CityChoice::Default && options.rate.is_none() {
+        sample_for_an_hour(&full, seed, events, start_ms)
+    } else {
+        1.0
+    };
     let city = full.sampled(sampled, seed);
-    let reference = reference_path_for(out);
-    let mut json =
-        serde_json::to_string_pretty(&city.reference_file()).map_err(io::Error::other)?;
-    json.push('\n');
-    std::fs::write(&reference, json)?;
+    let natural_rate = city.natural_rate();
+    let interval_scale = match options.rate {
+        Some(rate) => interval_scale_for(&city, rate)?,
+        None => 1.0,
+    };
+    let expected_rate = natural_rate / interval_scale;
+    let cannot_write = |path: &Path, e: io::Error| format!("cannot write {}: {e}", path.display());
 
-    let mut writer = BufWriter::with_capacity(1 << 20, File::create(out)?);
-    let mut summary = SimulationSummary::new(reference, sampled);
-    let mut sim = Simulator::new(&city, seed, start_ms, Schedule::Realistic);
+    let reference = reference_path_for(out);
+    write_reference(&city, &reference).map_err(|e| cannot_write(&reference, e))?;
+
+    let file = File::create(out).map_err(|e| cannot_write(out, e))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut summary = SimulationSummary::new(reference, sampled, options, natural_rate);
+    let mut sim =
+        Simulator::with_interval_scale(&city, seed, start_ms, Schedule::Realistic, interval_scale);
+    // Slices of about EVENTS_PER_SLICE events bound the memory held; how
+    // time is sliced does not change the events.
+    let slice_ms = ((EVENTS_PER_SLICE / expected_rate * 1000.0) as u64).clamp(SECOND, 10 * MINUTE);
     let mut batch = Vec::new();
     let mut line = String::with_capacity(256);
     let mut until = start_ms;
@@ -142,7 +235,7 @@ pub fn write_simulation(
     // nothing in it.
     let give_up = start_ms.saturating_add(366 * 24 * HOUR);
     while summary.events < events && until < give_up {
-        until = until.saturating_add(10 * MINUTE);
+        until = until.saturating_add(slice_ms);
         sim.advance_to(until, &mut batch);
         for event in batch.drain(..) {
             if summary.events == events {
@@ -150,11 +243,13 @@ pub fn write_simulation(
             }
             line.clear();
             event.write_json(&mut line);
-            writer.write_all(line.as_bytes())?;
+            writer
+                .write_all(line.as_bytes())
+                .map_err(|e| cannot_write(out, e))?;
             summary.count(&event);
         }
     }
-    writer.flush()?;
+    writer.flush().map_err(|e| cannot_write(out, e))?;
     let last = summary.last_ts.unwrap_or(start_ms);
     summary.scenarios = sim
         .scenario_log()
@@ -163,6 +258,74 @@ pub fn write_simulation(
         .cloned()
         .collect();
     Ok(summary)
+}
+
+/// The factor on every reporting interval that makes `city` average `rate`
+/// events per second, or why that rate cannot be had.
+pub fn interval_scale_for(city: &City, rate: f64) -> Result<f64, String> {
+    let natural = city.natural_rate();
+    if !(rate.is_finite() && rate >= LOWEST_RATE) {
+        return Err(format!(
+            "--rate {rate}: give at least {LOWEST_RATE} events per second"
+        ));
+    }
+    let scale = natural / rate;
+    let fastest = city.shortest_interval_ms() as f64 * scale;
+    if fastest < SHORTEST_MEAN_INTERVAL_MS as f64 {
+        let most = natural * city.shortest_interval_ms() as f64 / SHORTEST_MEAN_INTERVAL_MS as f64;
+        return Err(format!(
+            "--rate {rate}: this city can make at most {most:.0} events/s (its {} sources would otherwise report more often than every {SHORTEST_MEAN_INTERVAL_MS} ms)",
+            city.sensors.len() + city.segments.len()
+        ));
+    }
+    Ok(scale)
+}
+
+/// Writes the city's reference file: pretty JSON, as the default city
+/// always had it (a few hundred KB); the full-scale city's members are
+/// written one entry a line, so its tens of thousands of sensors, segments
+/// and cells stay a few MB and readable with `grep`.
+fn write_reference(city: &City, path: &Path) -> io::Result<()> {
+    let file = city.reference_file();
+    let mut out = BufWriter::new(File::create(path)?);
+    if city.sensors.len() + city.segments.len() <= 10_000 {
+        serde_json::to_writer_pretty(&mut out, &file).map_err(io::Error::other)?;
+    } else {
+        write_reference_by_lines(&mut out, &file)?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// A reference file with one district, cell list, sensor or segment a line.
+fn write_reference_by_lines(
+    out: &mut impl Write,
+    file: &jingzhi_rules::space::ReferenceFile,
+) -> io::Result<()> {
+    fn member<T: serde::Serialize>(
+        out: &mut impl Write,
+        name: &str,
+        items: &[T],
+        last: bool,
+    ) -> io::Result<()> {
+        write!(out, "  \"{name}\": [")?;
+        for (i, item) in items.iter().enumerate() {
+            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })?;
+            serde_json::to_writer(&mut *out, item).map_err(io::Error::other)?;
+        }
+        if !items.is_empty() {
+            out.write_all(b"\n  ")?;
+        }
+        out.write_all(if last { b"]\n" } else { b"],\n" })
+    }
+    out.write_all(b"{\n  \"grid\": ")?;
+    serde_json::to_writer(&mut *out, &file.grid).map_err(io::Error::other)?;
+    out.write_all(b",\n")?;
+    member(out, "districts", &file.districts, false)?;
+    member(out, "cells", &file.cells, false)?;
+    member(out, "sensors", &file.sensors, false)?;
+    member(out, "segments", &file.segments, true)?;
+    out.write_all(b"}")
 }
 
 /// The share of sensors and segments to keep so that the first hour holds

@@ -1,7 +1,14 @@
-//! The simulated Beijing: the sixteen districts on the default grid (cells
+//! The simulated cities: the sixteen districts of Beijing on a grid (cells
 //! assigned by centre-in-polygon from the embedded boundaries), and the
 //! sensors, road segments and venues the simulator reports from, placed
 //! densely in the six urban districts and sparsely outside them.
+//!
+//! Two cities share this recipe and differ in scale ([`CityPlan`]): the
+//! default city ([`beijing_city`]), a plausible Beijing of about 2,000
+//! sources on the default 100 × 100 grid of 1.8 km cells, and the city at
+//! full scale ([`full_scale_beijing`]), about 50,000 sources on a grid of
+//! 500 m cells. `docs/reference-data.md` documents both and where the
+//! full-scale counts come from.
 //!
 //! Well-known places (underpasses that flood, national air-quality stations,
 //! stadiums and stations where crowds gather) sit at their real coordinates;
@@ -9,8 +16,8 @@
 
 use super::rng::{Rng, WeightedTable};
 use jingzhi_rules::space::{
-    district_polygons, CellAssignment, CellId, District, Grid, Reference, ReferenceFile,
-    SegmentRef, SensorRef,
+    assign_cells_by_centre, district_polygons, CellAssignment, CellId, District, Grid, Polygons,
+    Reference, ReferenceFile, SegmentRef, SensorRef,
 };
 use jingzhi_rules::sym::Sym;
 use std::collections::BTreeMap;
@@ -28,11 +35,192 @@ const INNER_SUBURBS: [&str; 6] = ["通州区", "大兴区", "昌平区", "顺义
 /// Tiananmen, the centre distances are measured from.
 const CITY_CENTRE: (f64, f64) = (116.3975, 39.9087);
 
-const WATER_LEVEL_SENSORS: usize = 300;
-const RAIN_GAUGES: usize = 120;
-const AIR_STATIONS: usize = 60;
-const GAS_DETECTORS: usize = 150;
-const ROAD_SEGMENTS: usize = 1500;
+const SECOND: u64 = 1_000;
+const MINUTE: u64 = 60 * SECOND;
+const HOUR: u64 = 60 * MINUTE;
+
+/// What a city is made of: its grid, how many sources of each kind it has,
+/// how its roads divide into classes, and how often its sources report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CityPlan {
+    pub grid: Grid,
+    pub water_level_sensors: usize,
+    pub rain_gauges: usize,
+    /// All air-quality stations, standard and micro.
+    pub air_stations: usize,
+    /// Of which national and municipal standard stations (子站); the rest
+    /// are micro stations (微站).
+    pub standard_air_stations: usize,
+    pub gas_detectors: usize,
+    pub road_segments: usize,
+    /// Cumulative shares of expressway and expressway + arterial segments,
+    /// in the urban districts and elsewhere.
+    pub road_class_shares: [(f64, f64); 2],
+    /// Kilometre posts advance by 1 to this many km between expressway
+    /// segments.
+    pub expressway_post_step_km: u64,
+    /// Share of arterial and secondary segments on generated local street
+    /// names instead of the named roads (a full-scale city has far more
+    /// streets than [`ROADS`] names).
+    pub local_street_share: f64,
+    pub cadence: Cadence,
+}
+
+/// How often sources report at a city's natural rate, in milliseconds
+/// (lowest and highest interval of a uniform draw). `--rate` scales every
+/// interval by one factor; when scenarios happen and how long they last
+/// stays in event time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cadence {
+    /// Water level in dry weather.
+    pub water_dry: (u64, u64),
+    /// Water level while its district is wet or the water is high.
+    pub water_wet: (u64, u64),
+    pub rain: (u64, u64),
+    pub air: (u64, u64),
+    /// Air stations on the demo's fast cadence after an episode.
+    pub air_fast: (u64, u64),
+    pub gas: (u64, u64),
+    /// A gas detector in alarm.
+    pub gas_alarm: u64,
+    pub traffic: (u64, u64),
+    /// Background incidents as a multiple of the default city's (a dozen an
+    /// hour in the Realistic schedule, twenty in the demo).
+    pub incident_multiplier: f64,
+}
+
+impl Cadence {
+    /// The cadences the brief gives for Beijing's monitoring networks:
+    /// waterlogging stations every 15 min in dry weather and every 1–2 min
+    /// in rain, rain gauges every 5 min, air stations hourly, gas detectors
+    /// and road segments every minute.
+    pub const STANDARD: Cadence = Cadence {
+        water_dry: (15 * MINUTE - 20 * SECOND, 15 * MINUTE + 20 * SECOND),
+        water_wet: (MINUTE, 2 * MINUTE),
+        rain: (5 * MINUTE - SECOND, 5 * MINUTE + SECOND),
+        air: (HOUR - 5 * MINUTE, HOUR + 5 * MINUTE),
+        air_fast: (MINUTE - 3 * SECOND, MINUTE + 3 * SECOND),
+        gas: (MINUTE - SECOND, MINUTE + SECOND),
+        gas_alarm: 15 * SECOND,
+        traffic: (MINUTE - 300, MINUTE + 300),
+        incident_multiplier: 1.0,
+    };
+
+    /// The normal interval of a sensor kind.
+    pub fn sensor(&self, kind: SensorKind) -> (u64, u64) {
+        match kind {
+            SensorKind::WaterLevel => self.water_dry,
+            SensorKind::Rainfall => self.rain,
+            SensorKind::Pm25 => self.air,
+            SensorKind::GasLel => self.gas,
+        }
+    }
+}
+
+/// The middle of an interval range: the mean wait of a uniform draw, and
+/// the span over which first reports are spread.
+pub(crate) fn middle((lo, hi): (u64, u64)) -> u64 {
+    lo + (hi - lo) / 2
+}
+
+/// The default city: 300 water-level sensors, 120 rain gauges, 60 air
+/// stations, 150 gas detectors and 1,500 road segments on the default grid.
+pub fn default_plan() -> CityPlan {
+    CityPlan {
+        grid: Grid::default(),
+        water_level_sensors: 300,
+        rain_gauges: 120,
+        air_stations: 60,
+        standard_air_stations: 60,
+        gas_detectors: 150,
+        road_segments: 1500,
+        road_class_shares: [(0.16, 0.58), (0.3, 0.7)],
+        expressway_post_step_km: 3,
+        local_street_share: 0.0,
+        cadence: Cadence::STANDARD,
+    }
+}
+
+/// The grid of the full-scale city: Beijing's administrative area (the
+/// default grid's bounds, widened by one 500 m cell east and north to fit
+/// whole cells) in cells of 0.006° of longitude × 0.0045° of latitude,
+/// about 0.51 km × 0.50 km at Beijing's latitude (40° N: 1° of longitude
+/// is 85.3 km, 1° of latitude 111.0 km).
+pub fn full_scale_grid() -> Grid {
+    Grid {
+        west: 115.40,
+        south: 39.42,
+        east: 117.53,
+        north: 41.085,
+        cols: 355,
+        rows: 370,
+    }
+}
+
+/// Beijing's natural event rate at full scale: about 1.5 billion events a
+/// day from sensors, road detectors and floating cars.
+pub const FULL_SCALE_EVENTS_PER_S: f64 = 18_000.0;
+
+/// The full-scale city. The counts and where they come from are in
+/// `docs/reference-data.md`; in short:
+///
+/// * 30,000 road segments: about 28,000–30,000 km of highways and urban
+///   roads (the municipal statistical yearbook) in links of about 1 km;
+/// * 2,000 water-level points: the few hundred waterlogging points and
+///   underpasses listed each flood season plus drainage-network level
+///   gauges (an estimate of the order of magnitude);
+/// * 1,000 rain gauges: over 430 automatic weather stations (the municipal
+///   meteorological service, 2018) plus the water authority's gauges;
+/// * 1,500 air-quality stations: 67 standard stations and over a thousand
+///   micro stations in streets and townships (the environmental monitoring
+///   network's reports, 2018);
+/// * 15,000 gas detectors: one per about 2 km of a gas network of over
+///   20,000 km (the gas utility's reports), at valve wells, regulator
+///   stations and adjacent underground spaces (an estimate).
+///
+/// Sensors report at the standard cadences; road segments report floating-
+/// car and detector speeds often enough that the city totals about 18,000
+/// events/s ([`FULL_SCALE_EVENTS_PER_S`]).
+pub fn full_scale_plan() -> CityPlan {
+    let mut plan = CityPlan {
+        grid: full_scale_grid(),
+        water_level_sensors: 2_000,
+        rain_gauges: 1_000,
+        air_stations: 1_500,
+        standard_air_stations: 67,
+        gas_detectors: 15_000,
+        road_segments: 30_000,
+        // Expressways are about 6 % of the network's length and arterials
+        // about a quarter; the urban districts have a few more of both.
+        road_class_shares: [(0.08, 0.35), (0.06, 0.30)],
+        expressway_post_step_km: 1,
+        local_street_share: 0.6,
+        cadence: Cadence {
+            // Ten times the default city's background incidents: about
+            // 120 an hour, 2,900 a day across the municipality (a choice,
+            // mostly minor traffic accidents).
+            incident_multiplier: 10.0,
+            ..Cadence::STANDARD
+        },
+    };
+    // Whatever the sensors do not fill of the natural rate, the roads do.
+    let sensors = [
+        (SensorKind::WaterLevel, plan.water_level_sensors),
+        (SensorKind::Rainfall, plan.rain_gauges),
+        (SensorKind::Pm25, plan.air_stations),
+        (SensorKind::GasLel, plan.gas_detectors),
+    ];
+    let sensor_rate: f64 = sensors
+        .iter()
+        .map(|&(kind, n)| n as f64 * 1000.0 / middle(plan.cadence.sensor(kind)) as f64)
+        .sum();
+    let incident_rate = 12.0 * plan.cadence.incident_multiplier / 3600.0;
+    let traffic_rate = FULL_SCALE_EVENTS_PER_S - sensor_rate - incident_rate;
+    let mean = (plan.road_segments as f64 * 1000.0 / traffic_rate).round() as u64;
+    // ±10 % around the mean, so reports do not fall into lockstep.
+    plan.cadence.traffic = (mean - mean / 10, mean + mean / 10);
+    plan
+}
 
 /// What a sensor measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,7 +357,7 @@ pub struct CitySegment {
     /// 京开高速 k12, 长安街 段3.
     pub name: String,
     /// The road alone (京开高速), for report texts.
-    pub road: &'static str,
+    pub road: String,
     pub class: RoadClass,
     /// This segment's usual speed outside rush hours, km/h.
     pub free_speed_kmh: f64,
@@ -186,10 +374,13 @@ pub struct Venue {
 }
 
 /// A simulated city: districts over the grid, sensors, road segments and
-/// venues. Everything is public to read; build one with [`beijing_city`].
+/// venues. Everything is public to read; build one with [`beijing_city`]
+/// or [`full_scale_beijing`].
 #[derive(Clone, Debug)]
 pub struct City {
     pub grid: Grid,
+    /// How often its sources report at its natural rate.
+    pub cadence: Cadence,
     pub districts: Vec<CityDistrict>,
     /// District (index into `districts`) of each cell.
     pub cell_district: Vec<Option<usize>>,
@@ -202,6 +393,33 @@ pub struct City {
 impl City {
     pub fn district_of(&self, cell: CellId) -> Option<usize> {
         self.cell_district.get(cell as usize).copied().flatten()
+    }
+
+    /// Events per second of event time the city makes at its natural
+    /// cadence in the Realistic schedule, outside scenarios: each source
+    /// once per mean interval, and the background incidents. Scenarios add
+    /// a little (underpass stations report faster while wet).
+    pub fn natural_rate(&self) -> f64 {
+        let per_second = |interval: (u64, u64)| 1000.0 / middle(interval) as f64;
+        let sensors: f64 = self
+            .sensors
+            .iter()
+            .map(|s| per_second(self.cadence.sensor(s.kind)))
+            .sum();
+        let roads = self.segments.len() as f64 * per_second(self.cadence.traffic);
+        let incidents = 12.0 * self.cadence.incident_multiplier / 3600.0;
+        sensors + roads + incidents
+    }
+
+    /// The shortest mean interval of any background source, ms: `--rate`
+    /// may not push it below what a source can sensibly do.
+    pub(crate) fn shortest_interval_ms(&self) -> u64 {
+        let sensors = self
+            .sensors
+            .iter()
+            .map(|s| middle(self.cadence.sensor(s.kind)));
+        let roads = (!self.segments.is_empty()).then(|| middle(self.cadence.traffic));
+        sensors.chain(roads).min().unwrap_or(HOUR)
     }
 
     /// The reference file of this city: explicit cell assignments and no
@@ -299,13 +517,27 @@ impl City {
     }
 }
 
-/// Builds the simulated Beijing for a seed on the default grid.
+/// Builds the default city for a seed: the plausible Beijing on the
+/// default grid that the demo, the sample rules' tests and the default
+/// `jingzhi simulate` use.
 pub fn beijing_city(seed: u64) -> City {
+    build_city(&default_plan(), seed)
+}
+
+/// Builds Beijing at full scale for a seed: 500 m cells over the whole
+/// municipality and about 50,000 sensors and road segments
+/// ([`full_scale_plan`]).
+pub fn full_scale_beijing(seed: u64) -> City {
+    build_city(&full_scale_plan(), seed)
+}
+
+/// Builds a city to `plan` for a seed.
+pub fn build_city(plan: &CityPlan, seed: u64) -> City {
     let geo: serde_json::Value = serde_json::from_str(BEIJING_DISTRICTS_GEOJSON)
         .expect("the embedded Beijing district GeoJSON is valid JSON");
     let polygons =
         district_polygons(&geo).expect("the embedded Beijing district GeoJSON has named polygons");
-    let grid = Grid::default();
+    let grid = plan.grid.clone();
 
     let mut districts: Vec<CityDistrict> = polygons
         .iter()
@@ -324,26 +556,19 @@ pub fn beijing_city(seed: u64) -> City {
         })
         .collect();
 
-    // Centre-in-polygon, first polygon wins (as `Reference::from_file`
-    // does); a bounding box first keeps this fast on the detailed outlines.
-    let boxes: Vec<[f64; 4]> = polygons
-        .iter()
-        .map(|(.., p)| bounding_box(&p.polygons))
-        .collect();
-    let mut cell_district = vec![None; grid.cell_count() as usize];
-    for cell in 0..grid.cell_count() {
-        let (lon, lat) = grid.centre(cell);
-        let hit = polygons.iter().zip(&boxes).position(|((.., p), b)| {
-            lon >= b[0] && lon <= b[2] && lat >= b[1] && lat <= b[3] && p.contains(lon, lat)
-        });
-        if let Some(d) = hit {
-            cell_district[cell as usize] = Some(d);
-            districts[d].cells.push(cell);
+    // Centre-in-polygon, first polygon wins, as `Reference::from_file`
+    // does (the same function).
+    let shapes: Vec<&Polygons> = polygons.iter().map(|(.., p)| p).collect();
+    let cell_district = assign_cells_by_centre(&grid, &shapes);
+    for (cell, d) in cell_district.iter().enumerate() {
+        if let Some(d) = *d {
+            districts[d].cells.push(cell as CellId);
         }
     }
 
     let mut rng = Rng::for_stream(seed, "city");
     let mut builder = Builder {
+        plan,
         grid: &grid,
         districts: &districts,
         cell_district: &cell_district,
@@ -376,6 +601,7 @@ pub fn beijing_city(seed: u64) -> City {
 
     City {
         grid,
+        cadence: plan.cadence,
         districts,
         cell_district,
         sensors,
@@ -383,22 +609,6 @@ pub fn beijing_city(seed: u64) -> City {
         venues,
         boundaries: Arc::new(geo),
     }
-}
-
-fn bounding_box(polygons: &[Vec<Vec<(f64, f64)>>]) -> [f64; 4] {
-    let mut b = [
-        f64::INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NEG_INFINITY,
-    ];
-    for (x, y) in polygons.iter().flatten().flatten() {
-        b[0] = b[0].min(*x);
-        b[1] = b[1].min(*y);
-        b[2] = b[2].max(*x);
-        b[3] = b[3].max(*y);
-    }
-    b
 }
 
 /// Kilometres between two lon/lat points near Beijing (equirectangular).
@@ -409,6 +619,7 @@ fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 struct Builder<'a> {
+    plan: &'a CityPlan,
     grid: &'a Grid,
     districts: &'a [CityDistrict],
     cell_district: &'a [Option<usize>],
@@ -437,25 +648,36 @@ impl Builder<'_> {
     }
 
     fn segments(&self, rng: &mut Rng) -> Vec<CitySegment> {
-        let mut next_marker: BTreeMap<&'static str, u32> = BTreeMap::new();
-        let mut out = Vec::with_capacity(ROAD_SEGMENTS);
-        for n in 0..ROAD_SEGMENTS {
+        let plan = self.plan;
+        let mut next_marker: BTreeMap<String, u32> = BTreeMap::new();
+        let mut out = Vec::with_capacity(plan.road_segments);
+        for n in 0..plan.road_segments {
             let cell = self.draw_cell(rng);
             let district = self.district(cell);
             let d = &self.districts[district];
-            let class = match (d.tier, rng.unit()) {
-                (DistrictTier::Urban, u) if u < 0.16 => RoadClass::Expressway,
-                (DistrictTier::Urban, u) if u < 0.58 => RoadClass::Arterial,
-                (DistrictTier::Urban, _) => RoadClass::Secondary,
-                (_, u) if u < 0.3 => RoadClass::Expressway,
-                (_, u) if u < 0.7 => RoadClass::Arterial,
+            let (expressway, arterial) = match d.tier {
+                DistrictTier::Urban => plan.road_class_shares[0],
+                _ => plan.road_class_shares[1],
+            };
+            let class = match rng.unit() {
+                u if u < expressway => RoadClass::Expressway,
+                u if u < arterial => RoadClass::Arterial,
                 _ => RoadClass::Secondary,
             };
-            let road = pick_road(rng, class, &d.name);
-            let marker = next_marker.entry(road).or_insert(0);
+            // The default city draws nothing here, so its roads stay as
+            // they were.
+            let local = class != RoadClass::Expressway
+                && plan.local_street_share > 0.0
+                && rng.chance(plan.local_street_share);
+            let road = if local {
+                local_street(rng, class, d.short_name())
+            } else {
+                pick_road(rng, class, &d.name).to_string()
+            };
+            let marker = next_marker.entry(road.clone()).or_insert(0);
             let name = if class == RoadClass::Expressway {
                 // Kilometre posts advance by a few km between segments.
-                *marker += 1 + rng.below(3) as u32;
+                *marker += 1 + rng.below(plan.expressway_post_step_km) as u32;
                 format!("{road} k{marker}")
             } else {
                 *marker += 1;
@@ -498,6 +720,7 @@ impl Builder<'_> {
         let cells: Vec<CellId> = by_cell.keys().copied().collect();
         let table = WeightedTable::new(by_cell.values().map(|v| v.len() as f64));
         let mut placed = 0;
+        let wanted = self.plan.water_level_sensors;
         for (name, lon, lat) in UNDERPASSES {
             let Some(cell) = self.grid.cell_of(lon, lat) else {
                 continue;
@@ -514,7 +737,7 @@ impl Builder<'_> {
                 name: format!("{name}下凹桥区积水监测点"),
             });
         }
-        while placed < WATER_LEVEL_SENSORS {
+        while placed < wanted {
             let cell = table
                 .draw(rng)
                 .and_then(|i| cells.get(i).copied())
@@ -538,7 +761,7 @@ impl Builder<'_> {
     fn rain_gauges(&self, rng: &mut Rng, out: &mut Vec<CitySensor>) {
         let kind = SensorKind::Rainfall;
         let mut per_district = vec![0u32; self.districts.len()];
-        for n in 1..=RAIN_GAUGES {
+        for n in 1..=self.plan.rain_gauges {
             let cell = self.draw_cell(rng);
             let district = self.district(cell);
             per_district[district] += 1;
@@ -557,7 +780,7 @@ impl Builder<'_> {
     }
 
     /// The national control stations at their places, then district
-    /// stations drawn by density.
+    /// stations and micro stations drawn by density.
     fn air_stations(&self, rng: &mut Rng, out: &mut Vec<CitySensor>) {
         let kind = SensorKind::Pm25;
         let mut placed = 0;
@@ -578,21 +801,25 @@ impl Builder<'_> {
             });
         }
         let mut per_district = vec![0u32; self.districts.len()];
-        while placed < AIR_STATIONS {
+        let mut micro_per_district = vec![0u32; self.districts.len()];
+        while placed < self.plan.air_stations {
             let cell = self.draw_cell(rng);
             let district = self.district(cell);
-            per_district[district] += 1;
+            let short = self.districts[district].short_name();
+            let name = if placed < self.plan.standard_air_stations {
+                per_district[district] += 1;
+                format!("{short}空气质量子站{:02}", per_district[district])
+            } else {
+                micro_per_district[district] += 1;
+                format!("{short}空气质量微站{:03}", micro_per_district[district])
+            };
             placed += 1;
             out.push(CitySensor {
                 id: sensor_id(kind, placed),
                 kind,
                 cell,
                 district,
-                name: format!(
-                    "{}空气质量子站{:02}",
-                    self.districts[district].short_name(),
-                    per_district[district]
-                ),
+                name,
             });
         }
     }
@@ -600,7 +827,7 @@ impl Builder<'_> {
     fn gas_detectors(&self, rng: &mut Rng, out: &mut Vec<CitySensor>) {
         let kind = SensorKind::GasLel;
         let mut per_district = vec![0u32; self.districts.len()];
-        for n in 1..=GAS_DETECTORS {
+        for n in 1..=self.plan.gas_detectors {
             let cell = self.draw_cell(rng);
             let district = self.district(cell);
             per_district[district] += 1;
@@ -660,6 +887,21 @@ fn pick_road(rng: &mut Rng, class: RoadClass, district: &str) -> &'static str {
         .map(|(name, ..)| *name)
         .collect();
     rng.pick(&any).copied().unwrap_or("长安街")
+}
+
+/// A street name of the kind every district has many of (海淀北三街,
+/// 朝阳东五路): the named roads in [`ROADS`] are a few dozen, a full-scale
+/// city has thousands of streets.
+fn local_street(rng: &mut Rng, class: RoadClass, district_short: &str) -> String {
+    const SIDES: [&str; 5] = ["东", "西", "南", "北", "中"];
+    const ORDINALS: [&str; 10] = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十"];
+    let side = rng.pick(&SIDES).copied().unwrap_or("中");
+    let ordinal = rng.pick(&ORDINALS).copied().unwrap_or("一");
+    let kind = match class {
+        RoadClass::Arterial => "大街",
+        _ => rng.pick(&["街", "路", "里"]).copied().unwrap_or("街"),
+    };
+    format!("{district_short}{side}{ordinal}{kind}")
 }
 
 /// Roads by class and the districts they run through.
@@ -859,11 +1101,11 @@ mod tests {
         assert_eq!(city.districts.len(), 16);
         assert!(city.districts.iter().all(|d| !d.cells.is_empty()));
         let count = |k: SensorKind| city.sensors.iter().filter(|s| s.kind == k).count();
-        assert_eq!(count(SensorKind::WaterLevel), WATER_LEVEL_SENSORS);
-        assert_eq!(count(SensorKind::Rainfall), RAIN_GAUGES);
-        assert_eq!(count(SensorKind::Pm25), AIR_STATIONS);
-        assert_eq!(count(SensorKind::GasLel), GAS_DETECTORS);
-        assert_eq!(city.segments.len(), ROAD_SEGMENTS);
+        assert_eq!(count(SensorKind::WaterLevel), 300);
+        assert_eq!(count(SensorKind::Rainfall), 120);
+        assert_eq!(count(SensorKind::Pm25), 60);
+        assert_eq!(count(SensorKind::GasLel), 150);
+        assert_eq!(city.segments.len(), 1500);
         for s in &city.sensors {
             assert_eq!(city.district_of(s.cell), Some(s.district), "{}", s.name);
         }
@@ -882,8 +1124,8 @@ mod tests {
             .iter()
             .filter(|s| s.kind == SensorKind::WaterLevel && urban(s.district))
             .count();
-        assert!(urban_segments > ROAD_SEGMENTS / 2, "{urban_segments}");
-        assert!(urban_water > WATER_LEVEL_SENSORS / 2, "{urban_water}");
+        assert!(urban_segments > 1500 / 2, "{urban_segments}");
+        assert!(urban_water > 300 / 2, "{urban_water}");
         assert!(city.venues.len() >= 15);
         assert_eq!(city.sensors[0].id.as_str(), "wl-0001");
         assert!(city.sensors.iter().any(|s| s.id.as_str() == "gas-0150"));

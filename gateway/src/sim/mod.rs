@@ -8,12 +8,14 @@
 //! (the next report of each source, planned incidents, scenario starts), so
 //! one seed gives the same events however the caller slices time.
 //!
-//! Background behaviour, per source:
+//! Background behaviour, per source, at the default city's natural cadence
+//! (`--rate` scales every reporting interval by one factor; see
+//! [`Simulator::with_interval_scale`]):
 //!
 //! | source | normally | when a scenario touches it |
 //! |---|---|---|
 //! | water level (m) | every 15 min, 0–0.05 | every 1–2 min while wet; 0.3–0.6 at flooded underpasses |
-//! | rainfall (mm in 5 min) | every 5 min, 0 | intensity × 5 min |
+//! | rainfall (mm since the last report) | every 5 min, 0 | intensity × 5 min |
 //! | PM2.5 (µg/m³) | hourly ± 5 min, 20–60 | above 75 across a district |
 //! | gas (%LEL) | every minute, 0–5 | every 15 s, past 25 |
 //! | traffic (km/h) | every minute; expressway 60–90, arterial 35–55, secondary 25–45, lower at rush hours | below 15–20 |
@@ -28,8 +30,10 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{write_simulation, write_w1_shape, SimulationSummary, W1Summary};
-pub use city::{beijing_city, City, RoadClass, SensorKind};
+pub use batch::{
+    write_simulation, write_w1_shape, SimulationOptions, SimulationSummary, W1Summary,
+};
+pub use city::{beijing_city, full_scale_beijing, Cadence, City, CityPlan, RoadClass, SensorKind};
 pub use scenario::{ScenarioKind, ScenarioRecord};
 
 use city::round_to;
@@ -51,6 +55,47 @@ const BEIJING_OFFSET_MS: u64 = 8 * HOUR;
 /// Share of sensor events that carry only their `sensor_id`, as legacy
 /// gateways send them; the engine locates them through reference data.
 const ID_ONLY_SENSOR_SHARE: f64 = 0.1;
+
+/// Which city `jingzhi simulate` (and the demo) plays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CityChoice {
+    /// The plausible Beijing on the default grid ([`beijing_city`]).
+    #[default]
+    Default,
+    /// Beijing at full scale: 500 m cells, about 50,000 sources
+    /// ([`full_scale_beijing`]).
+    Beijing,
+}
+
+impl CityChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            CityChoice::Default => "default",
+            CityChoice::Beijing => "beijing",
+        }
+    }
+
+    pub fn build(self, seed: u64) -> City {
+        match self {
+            CityChoice::Default => beijing_city(seed),
+            CityChoice::Beijing => full_scale_beijing(seed),
+        }
+    }
+}
+
+impl std::str::FromStr for CityChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CityChoice, String> {
+        match s {
+            "default" => Ok(CityChoice::Default),
+            "beijing" => Ok(CityChoice::Beijing),
+            other => Err(format!(
+                "unknown city `{other}`: the cities are `default` (about 2,000 sources on 1.8 km cells) and `beijing` (the municipality at full scale: about 50,000 sources on 500 m cells)"
+            )),
+        }
+    }
+}
 
 /// How scenarios are spread over time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +132,9 @@ pub struct Simulator {
     /// Districts already given a scenario in the demo cycle being planned.
     cycle_districts: BTreeSet<usize>,
     incidents_reported: u64,
+    /// Every background reporting interval is multiplied by this (1 at the
+    /// city's natural rate).
+    interval_scale: f64,
     /// Each sensor's own offset from the typical reading.
     sensor_bias: Vec<f64>,
     /// Each district's typical PM2.5.
@@ -201,8 +249,25 @@ fn rush_factor(t: u64) -> f64 {
 }
 
 impl Simulator {
-    /// A simulator of `city` whose first events are at `start_ms`.
+    /// A simulator of `city` whose first events are at `start_ms`, at the
+    /// city's natural rate.
     pub fn new(city: &City, seed: u64, start_ms: u64, schedule: Schedule) -> Simulator {
+        Simulator::with_interval_scale(city, seed, start_ms, schedule, 1.0)
+    }
+
+    /// A simulator whose sources report `interval_scale` times as far apart
+    /// as at the city's natural cadence (0.5: twice as often), so that the
+    /// same city can be played at several densities. Background incidents
+    /// scale with them; when scenarios start and how long they last does
+    /// not. Rain gauges report the rain since their previous report, so an
+    /// hour's sum is the hour's rain at any scale.
+    pub fn with_interval_scale(
+        city: &City,
+        seed: u64,
+        start_ms: u64,
+        schedule: Schedule,
+        interval_scale: f64,
+    ) -> Simulator {
         let mut index = CityIndex::default();
         for (i, s) in city.segments.iter().enumerate() {
             index.segments_by_cell.entry(s.cell).or_default().push(i);
@@ -252,6 +317,7 @@ impl Simulator {
             recent: BTreeMap::new(),
             cycle_districts: BTreeSet::new(),
             incidents_reported: 0,
+            interval_scale,
             sensor_bias,
             district_pm,
             next_retirement: start_ms,
@@ -270,18 +336,31 @@ impl Simulator {
         }
         let first_incident = start_ms + sim.background_incident_gap();
         sim.push(first_incident, Task::BackgroundIncident);
-        // First reports are spread over each source's normal interval.
+        // First reports are spread over each source's normal interval, so
+        // the rate is steady from the first minute.
         for source in 0..source_count {
-            let period = match sim.sensor_kind(source) {
-                Some(SensorKind::WaterLevel) => 15 * MINUTE,
-                Some(SensorKind::Rainfall) => 5 * MINUTE,
-                Some(SensorKind::Pm25) => HOUR,
-                Some(SensorKind::GasLel) | None => MINUTE,
+            let cadence = &sim.city.cadence;
+            let interval = match sim.sensor_kind(source) {
+                Some(kind) => cadence.sensor(kind),
+                None => cadence.traffic,
             };
+            let period = sim.scaled(city::middle(interval));
             let at = start_ms + sim.rng.below(period);
             sim.schedule_report(source, at);
         }
         sim
+    }
+
+    /// A natural-cadence interval at this simulator's scale; never 0, so a
+    /// source always moves on in time.
+    fn scaled(&self, ms: u64) -> u64 {
+        ((ms as f64 * self.interval_scale).round() as u64).max(1)
+    }
+
+    /// A uniform draw from a natural-cadence interval range, scaled.
+    fn draw_interval(&mut self, (lo, hi): (u64, u64)) -> u64 {
+        let (lo, hi) = (self.scaled(lo), self.scaled(hi));
+        self.rng.between(lo, hi)
     }
 
     pub fn schedule(&self) -> Schedule {
@@ -394,9 +473,9 @@ impl Simulator {
             self.sensor_interval(source, value, t)
         } else {
             self.emit_traffic(source - sensors, t, out);
-            self.rng.between(MINUTE - 300, MINUTE + 300)
+            self.draw_interval(self.city.cadence.traffic)
         };
-        self.schedule_report(source, t + next);
+        self.schedule_report(source, t.saturating_add(next));
     }
 
     fn sensor_value(&mut self, i: usize, t: u64) -> f64 {
@@ -413,7 +492,10 @@ impl Simulator {
                 };
                 round_to(value.max(0.0), 3)
             }
-            SensorKind::Rainfall => round_to(self.gauge_rain(i, t), 1),
+            SensorKind::Rainfall => {
+                let since_last_report = self.scaled(city::middle(self.city.cadence.rain));
+                round_to(self.gauge_rain(i, t, since_last_report), 1)
+            }
             SensorKind::Pm25 => {
                 // Beijing's PM2.5 peaks late in the evening and bottoms out
                 // in the afternoon.
@@ -447,28 +529,28 @@ impl Simulator {
     fn sensor_interval(&mut self, i: usize, value: f64, t: u64) -> u64 {
         let sensor = &self.city.sensors[i];
         let (kind, district) = (sensor.kind, sensor.district);
+        let cadence = self.city.cadence;
         match kind {
             SensorKind::WaterLevel => {
                 if self.district_wet(district, t) || value > 0.1 {
-                    self.rng.between(MINUTE, 2 * MINUTE)
+                    self.draw_interval(cadence.water_wet)
                 } else {
-                    self.rng
-                        .between(15 * MINUTE - 20 * SECOND, 15 * MINUTE + 20 * SECOND)
+                    self.draw_interval(cadence.water_dry)
                 }
             }
-            SensorKind::Rainfall => self.rng.between(5 * MINUTE - SECOND, 5 * MINUTE + SECOND),
+            SensorKind::Rainfall => self.draw_interval(cadence.rain),
             SensorKind::Pm25 => {
                 if self.air_fast_reports(district, t) {
-                    self.rng.between(MINUTE - 3 * SECOND, MINUTE + 3 * SECOND)
+                    self.draw_interval(cadence.air_fast)
                 } else {
-                    self.rng.between(HOUR - 5 * MINUTE, HOUR + 5 * MINUTE)
+                    self.draw_interval(cadence.air)
                 }
             }
             SensorKind::GasLel => {
                 if self.leak_at(i, t).is_some() {
-                    15 * SECOND
+                    self.scaled(cadence.gas_alarm)
                 } else {
-                    self.rng.between(MINUTE - SECOND, MINUTE + SECOND)
+                    self.draw_interval(cadence.gas)
                 }
             }
         }
@@ -537,8 +619,9 @@ impl Simulator {
         let per_hour = match self.schedule {
             Schedule::Demo => 20.0,
             Schedule::Realistic => 12.0,
-        };
-        (self.rng.exponential(HOUR as f64 / per_hour) as u64).max(SECOND)
+        } * self.city.cadence.incident_multiplier;
+        let gap = self.rng.exponential(HOUR as f64 / per_hour) * self.interval_scale;
+        (gap as u64).max(self.scaled(SECOND))
     }
 
     fn background_incident(&mut self, t: u64, out: &mut Vec<Event>) {

@@ -184,17 +184,18 @@ impl Rainstorm {
         self.peak_mm_h * self.rain.level(t)
     }
 
-    /// Millimetres fallen in the five minutes before `t` (what a gauge
-    /// reports), by the midpoint rule over 10-second steps.
-    pub(crate) fn last_five_minutes_mm(&self, t: u64) -> f64 {
-        const STEP: u64 = 10 * SECOND;
-        let from = t.saturating_sub(5 * MINUTE);
+    /// Millimetres fallen in the `window` before `t` (what a gauge
+    /// reports: the rain since its previous report, five minutes at the
+    /// natural cadence), by the midpoint rule over 30 steps of at most 10 s.
+    pub(crate) fn rain_mm_before(&self, t: u64, window: u64) -> f64 {
+        let step = (window / 30).clamp(1, 10 * SECOND);
+        let from = t.saturating_sub(window);
         let mut mm = 0.0;
         let mut s = from;
         while s < t {
-            let mid = s + STEP / 2;
-            mm += self.intensity(mid) * (STEP.min(t - s) as f64 / HOUR as f64);
-            s += STEP;
+            let mid = s + step / 2;
+            mm += self.intensity(mid) * (step.min(t - s) as f64 / HOUR as f64);
+            s += step;
         }
         mm
     }
@@ -891,12 +892,15 @@ impl Simulator {
         extra
     }
 
-    /// Rain in the five minutes before `t` at a gauge, mm.
-    pub(crate) fn gauge_rain(&self, gauge: usize, t: u64) -> f64 {
+    /// Rain in the `window` before `t` at a gauge, mm.
+    pub(crate) fn gauge_rain(&self, gauge: usize, t: u64, window: u64) -> f64 {
         self.scenarios
             .iter()
             .filter_map(|s| match &s.effect {
-                Effect::Rainstorm(r) => r.gauges.get(&gauge).map(|f| f * r.last_five_minutes_mm(t)),
+                Effect::Rainstorm(r) => r
+                    .gauges
+                    .get(&gauge)
+                    .map(|f| f * r.rain_mm_before(t, window)),
                 _ => None,
             })
             .sum()

@@ -669,7 +669,8 @@ fn write_simulation_writes_events_and_reference() {
     let dir = std::env::temp_dir().join(format!("jingzhi-sim-{}-batch", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("city.ndjson");
-    let summary = write_simulation(6, 4000, AFTERNOON, &out).unwrap();
+    let summary =
+        write_simulation(&SimulationOptions::default_city(6, 4000, AFTERNOON), &out).unwrap();
     assert_eq!(summary.events, 4000);
     assert_eq!(summary.sensor + summary.traffic + summary.incident, 4000);
     assert!(summary.sampled < 1.0);
@@ -826,4 +827,247 @@ fn demo_holds_across_seeds_and_hours() {
 /// An event's entity id as the reference data's symbol.
 fn sym(id: &str) -> Sym {
     Sym::intern(id).expect("simulated ids are valid symbols")
+}
+
+// --- the full-scale city and --rate ----------------------------------------
+
+/// Events per second of event time a simulator makes over `span`.
+fn measured_rate(city: &City, seed: u64, scale: f64, span: u64) -> f64 {
+    let mut sim = Simulator::with_interval_scale(city, seed, AFTERNOON, Schedule::Realistic, scale);
+    let mut batch = Vec::new();
+    let mut count = 0usize;
+    let mut t = AFTERNOON;
+    while t < AFTERNOON + span {
+        t += 10 * MINUTE;
+        sim.advance_to(t.min(AFTERNOON + span), &mut batch);
+        count += batch.len();
+        batch.clear();
+    }
+    count as f64 / (span as f64 / 1000.0)
+}
+
+#[test]
+fn full_scale_beijing_has_the_documented_counts_and_places() {
+    let city = full_scale_beijing(42);
+    let plan = city::full_scale_plan();
+    // The grid: about 500 m cells at Beijing's latitude.
+    let g = &city.grid;
+    assert_eq!((g.cols, g.rows), (355, 370));
+    let (dx, dy) = (
+        (g.east - g.west) / f64::from(g.cols),
+        (g.north - g.south) / f64::from(g.rows),
+    );
+    let km_east = dx * 111.32 * 39.9f64.to_radians().cos();
+    let km_north = dy * 111.0;
+    assert!((0.49..0.53).contains(&km_east), "{km_east}");
+    assert!((0.49..0.51).contains(&km_north), "{km_north}");
+
+    let count = |k: SensorKind| city.sensors.iter().filter(|s| s.kind == k).count();
+    assert_eq!(count(SensorKind::WaterLevel), 2_000);
+    assert_eq!(count(SensorKind::Rainfall), 1_000);
+    assert_eq!(count(SensorKind::Pm25), 1_500);
+    assert_eq!(count(SensorKind::GasLel), 15_000);
+    assert_eq!(city.segments.len(), 30_000);
+    assert_eq!(plan.road_segments, 30_000);
+
+    // All sixteen districts have cells, and together they cover about the
+    // municipality's 16,410 km².
+    assert_eq!(city.districts.len(), 16);
+    for d in &city.districts {
+        assert!(
+            d.cells.len() > 100,
+            "{} has {} cells",
+            d.name,
+            d.cells.len()
+        );
+    }
+    let cells: usize = city.districts.iter().map(|d| d.cells.len()).sum();
+    let km2 = cells as f64 * km_east * km_north;
+    assert!((15_500.0..17_300.0).contains(&km2), "{km2} km²");
+
+    // Every sensor and segment lies in a cell of its district, with an id
+    // of its own.
+    for s in &city.sensors {
+        assert_eq!(city.district_of(s.cell), Some(s.district), "{}", s.name);
+    }
+    for s in &city.segments {
+        assert_eq!(city.district_of(s.cell), Some(s.district), "{}", s.name);
+    }
+    let ids: BTreeSet<Sym> = city
+        .sensors
+        .iter()
+        .map(|s| s.id)
+        .chain(city.segments.iter().map(|s| s.id))
+        .collect();
+    assert_eq!(ids.len(), city.sensors.len() + city.segments.len());
+
+    // Dense in the six urban districts (about 8 % of the area), sparse
+    // outside.
+    let urban = |d: usize| city.districts[d].tier == city::DistrictTier::Urban;
+    let urban_share = city.segments.iter().filter(|s| urban(s.district)).count() as f64
+        / city.segments.len() as f64;
+    assert!((0.4..0.8).contains(&urban_share), "{urban_share}");
+    let micro = city
+        .sensors
+        .iter()
+        .filter(|s| s.name.contains("微站"))
+        .count();
+    assert_eq!(micro, 1_500 - 67);
+
+    // The natural rate is the documented 18,000 events/s.
+    let natural = city.natural_rate();
+    assert!((natural - 18_000.0).abs() < 20.0, "{natural}");
+}
+
+#[test]
+fn cell_assignment_matches_the_point_in_polygon_test() {
+    // The scanline assignment against the plain point test, on the default
+    // grid and the real outlines.
+    let geo: serde_json::Value = serde_json::from_str(crate::city::BEIJING_DISTRICTS).unwrap();
+    let polygons = jingzhi_rules::space::district_polygons(&geo).unwrap();
+    let grid = jingzhi_rules::space::Grid::default();
+    let city = beijing_city(1);
+    for cell in 0..grid.cell_count() {
+        let (lon, lat) = grid.centre(cell);
+        let slow = polygons.iter().position(|(.., p)| p.contains(lon, lat));
+        assert_eq!(city.district_of(cell), slow, "cell {cell}");
+    }
+}
+
+#[test]
+fn rate_scales_the_default_city_over_hours() {
+    let city = beijing_city(42);
+    let natural = city.natural_rate();
+    // About 100,000 events an hour, as the module documents.
+    assert!((27.0..30.0).contains(&natural), "{natural}");
+    for rate in [14.0, 60.0] {
+        let scale = batch::interval_scale_for(&city, rate).unwrap();
+        let got = measured_rate(&city, 42, scale, 4 * HOUR);
+        assert!(
+            (got / rate - 1.0).abs() < 0.03,
+            "asked for {rate} events/s, got {got}"
+        );
+    }
+}
+
+#[test]
+fn rate_scales_the_full_scale_city() {
+    let city = full_scale_beijing(7);
+    // Three hours at a low rate: every kind of source reports, scenarios
+    // happen, and the file stays small.
+    let rate = 40.0;
+    let scale = batch::interval_scale_for(&city, rate).unwrap();
+    let got = measured_rate(&city, 7, scale, 3 * HOUR);
+    assert!(
+        (got / rate - 1.0).abs() < 0.03,
+        "asked for {rate}, got {got}"
+    );
+    // Ten seconds at the natural rate.
+    let got = measured_rate(&city, 7, 1.0, 10 * SECOND);
+    assert!((got / 18_000.0 - 1.0).abs() < 0.03, "natural: {got}");
+}
+
+#[test]
+fn rates_a_city_cannot_make_are_refused() {
+    let city = beijing_city(1);
+    for rate in [0.0, -3.0, f64::NAN, f64::INFINITY, 0.001] {
+        assert!(batch::interval_scale_for(&city, rate).is_err(), "{rate}");
+    }
+    let too_fast = batch::interval_scale_for(&city, 1e6).unwrap_err();
+    assert!(too_fast.contains("at most"), "{too_fast}");
+    assert!(batch::interval_scale_for(&city, 960.0).is_ok());
+}
+
+#[test]
+fn rain_gauges_report_the_rain_since_their_last_report_at_any_rate() {
+    // A storm of 60 mm/h for half an hour with ten-minute ramps: 40 mm.
+    // Gauges reading every 5 minutes or eight times as often add up to the
+    // same 40 mm, so an hourly rain sum means the same at every rate.
+    let t0 = AFTERNOON;
+    let rain = scenario::Envelope {
+        start: t0,
+        full: t0 + 10 * MINUTE,
+        fade: t0 + 40 * MINUTE,
+        end: t0 + 50 * MINUTE,
+    };
+    let storm = scenario::Rainstorm {
+        district: 0,
+        rain,
+        peak_mm_h: 60.0,
+        gauges: BTreeMap::new(),
+        water: rain,
+        water_peak: BTreeMap::new(),
+        hot_cells: BTreeSet::new(),
+    };
+    for window in [5 * MINUTE, 5 * MINUTE / 8, 7 * SECOND] {
+        let mut total = 0.0;
+        let mut t = t0 + window;
+        while t <= t0 + HOUR {
+            total += storm.rain_mm_before(t, window);
+            t += window;
+        }
+        assert!((total - 40.0).abs() < 0.5, "{window} ms: {total} mm");
+    }
+}
+
+/// SHA-256 of the default city's file for seed 42, 20,000 events, from the
+/// default start, as written before the full-scale city and `--rate` were
+/// added: the default city's output must not change.
+const DEFAULT_CITY_20K_SHA256: &str =
+    "f003b7ea189db5a457b455c30cdd60994903b12d8d10785e52b29723a2f22429";
+
+#[test]
+fn the_default_city_writes_what_it_always_wrote() {
+    let dir = std::env::temp_dir().join(format!("jingzhi-sim-{}-same", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("city.ndjson");
+    let start = jingzhi_rules::time::parse_rfc3339("2026-07-15T08:00:00+08:00").unwrap();
+    write_simulation(&SimulationOptions::default_city(42, 20_000, start), &out).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(crate::bench::sha256_hex(&bytes), DEFAULT_CITY_20K_SHA256);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_full_scale_city_writes_a_loadable_reference_of_reasonable_size() {
+    let dir = std::env::temp_dir().join(format!("jingzhi-sim-{}-full", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("beijing.ndjson");
+    let options = SimulationOptions {
+        city: CityChoice::Beijing,
+        seed: 3,
+        events: 50_000,
+        start_ms: AFTERNOON,
+        rate: None,
+    };
+    let summary = write_simulation(&options, &out).unwrap();
+    assert_eq!(summary.events, 50_000);
+    let rate = summary.achieved_rate().unwrap();
+    assert!((rate / 18_000.0 - 1.0).abs() < 0.05, "{rate}");
+    assert!(
+        summary.to_string().contains("events/s of event time"),
+        "{summary}"
+    );
+    let size = std::fs::metadata(&summary.reference).unwrap().len();
+    assert!(size < 20_000_000, "{size} bytes");
+    let reference = Reference::load(&summary.reference).unwrap();
+    assert_eq!(reference.grid, city::full_scale_grid());
+    assert_eq!(reference.districts.len(), 16);
+    assert_eq!(reference.sensors.len(), 19_500);
+    assert_eq!(reference.segments.len(), 30_000);
+    let ctx = ParseContext {
+        grid: reference.grid.clone(),
+        max_ts: u64::MAX,
+    };
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in text.lines() {
+        let e = parse_line(line.as_bytes(), &ctx).unwrap_or_else(|err| panic!("{line}: {err}"));
+        let cell = match (&e.location, &e.body) {
+            (Location::Cell(c), _) => *c,
+            (Location::Sensor(id), _) => reference.sensors[id].cell,
+            (Location::Segment(id), _) => reference.segments[id].cell,
+        };
+        assert!(reference.district_of(cell).is_some(), "{line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
