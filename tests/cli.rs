@@ -212,3 +212,64 @@ fn simulate_names_a_bad_city_or_rate() {
     assert!(stderr.contains("this city can make at most"), "{stderr}");
     assert!(!std::path::Path::new(out).exists());
 }
+
+#[test]
+fn bench_replay_takes_the_simulated_citys_reference_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("beijing.ndjson");
+    let (ok, stdout, stderr) = run(
+        &[
+            "simulate",
+            "--city",
+            "beijing",
+            "--rate",
+            "2000",
+            "--events",
+            "2000",
+            "--out",
+            events.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("2000 events of the beijing city"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("events/s of event time (--rate 2000)"),
+        "{stdout}"
+    );
+    let reference = dir.path().join("beijing.reference.json");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/examples");
+    let replay = |events: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["bench", "replay", "--events", events.to_str().unwrap()];
+        args.extend(["--rules", rules]);
+        args.extend(extra);
+        let (ok, stdout, stderr) = run(&args, &[]);
+        assert!(ok, "{stderr}");
+        stdout
+    };
+
+    // Beside the events, the reference file is found by itself.
+    let found = replay(&events, &[]);
+    assert!(
+        found.contains(&format!("reference data: {}", reference.display())),
+        "{found}"
+    );
+    assert!(found.contains("2000 events (0 rejected"), "{found}");
+
+    // Elsewhere, without it, the default grid cannot place the full-scale
+    // city's cells; with --reference it can.
+    let alone = tempfile::tempdir().unwrap();
+    let moved = alone.path().join("beijing.ndjson");
+    std::fs::copy(&events, &moved).unwrap();
+    let without = replay(&moved, &[]);
+    assert!(
+        without.contains("reference data: built-in districts on the default grid"),
+        "{without}"
+    );
+    assert!(!without.contains("(0 rejected"), "{without}");
+    let given = replay(&moved, &["--reference", reference.to_str().unwrap()]);
+    assert!(given.contains("2000 events (0 rejected"), "{given}");
+}

@@ -118,6 +118,11 @@ enum BenchCommand {
         /// Also run the naive baseline (recompute everything after every chunk).
         #[arg(long)]
         naive: bool,
+        /// Reference data file [default: `<stem>.reference.json` beside
+        /// --events if there is one, else the built-in districts on the
+        /// default grid].
+        #[arg(long)]
+        reference: Option<PathBuf>,
     },
     /// Throughput over real HTTP: start `jingzhi serve --clock event` as a
     /// child process and post an NDJSON file to it over concurrent connections.
@@ -528,8 +533,14 @@ fn main() -> ExitCode {
                     no_history,
                     copies,
                     naive,
+                    reference,
                 },
         } => {
+            let reference = reference.or_else(|| bench::reference_beside(&events));
+            match &reference {
+                Some(path) => println!("reference data: {}", path.display()),
+                None => println!("reference data: built-in districts on the default grid"),
+            }
             let opts = bench::ReplayOptions {
                 events,
                 rules,
@@ -539,6 +550,7 @@ fn main() -> ExitCode {
                 resolution_ms: resolution,
                 history: !no_history,
                 copies,
+                reference,
             };
             match bench::replay(&opts) {
                 Ok(report) => {

@@ -73,6 +73,28 @@ pub struct ReplayOptions {
     /// Install the rules this many times (under distinct names), to measure
     /// how throughput scales with the number of rules.
     pub copies: usize,
+    /// Reference data (grid, districts, sensors, segments); `None`: the
+    /// built-in default grid and districts.
+    pub reference: Option<PathBuf>,
+}
+
+impl ReplayOptions {
+    /// The reference data to replay with: the file given, or the built-in
+    /// default grid and districts.
+    pub fn load_reference(&self) -> Result<Reference, String> {
+        match &self.reference {
+            Some(path) => Reference::load(path),
+            None => crate::city::default_reference(),
+        }
+    }
+}
+
+/// `<stem>.reference.json` beside an event file, if there is one: what
+/// `jingzhi simulate` writes, so a simulated city's events (located by
+/// sensor id and on its own grid) replay with their own reference data.
+pub fn reference_beside(events: &std::path::Path) -> Option<PathBuf> {
+    let path = crate::sim::batch::reference_path_for(events);
+    path.is_file().then_some(path)
 }
 
 /// One alert's active interval.
@@ -190,7 +212,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
         done: false,
     };
     let plans = replicate(load_rules(&opts.rules, opts.resolution_ms)?, opts.copies);
-    let reference = crate::city::default_reference()?;
+    let reference = opts.load_reference()?;
     let context = Arc::new(ParseContext::new(
         reference.grid.clone(),
         now_ms(),

@@ -102,7 +102,7 @@ pub fn run(opts: &ReplayOptions) -> Result<NaiveReport, String> {
     let data =
         std::fs::read(&opts.events).map_err(|e| format!("{}: {e}", opts.events.display()))?;
     let rules = replicate(load_rules(&opts.rules, opts.resolution_ms)?, opts.copies);
-    let reference = crate::city::default_reference()?;
+    let reference = opts.load_reference()?;
     let ctx = ParseContext::new(reference.grid.clone(), crate::app::now_ms(), 86_400_000);
     let reach = rules.iter().map(|r| r.reach()).max().unwrap_or(0);
     let resolution = opts.resolution_ms.max(1);
