@@ -227,7 +227,8 @@ pub fn full_scale_plan() -> CityPlan {
 pub enum SensorKind {
     /// Water depth at an underpass or low point, in metres.
     WaterLevel,
-    /// Rainfall over the last five minutes, in millimetres.
+    /// Rainfall since the gauge's previous report (five minutes at the
+    /// natural cadence), in millimetres.
     Rainfall,
     /// PM2.5 concentration, in µg/m³.
     Pm25,
