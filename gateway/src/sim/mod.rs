@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod city;
+mod queue;
 mod rng;
 pub mod scenario;
 mod text;
@@ -38,13 +39,15 @@ pub use scenario::{ScenarioKind, ScenarioRecord};
 
 use city::round_to;
 use jingzhi_rules::event::{Body, Event, Incident, Location, Sensor, Traffic};
+use jingzhi_rules::smallstr::SmallStr;
 use jingzhi_rules::space::CellId;
 use jingzhi_rules::sym::Sym;
 use jingzhi_rules::time::format_rfc3339;
+use queue::{CalendarQueue, Due};
 use rng::Rng;
 use scenario::{PlannedIncident, Scenario};
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 const SECOND: u64 = 1_000;
 const MINUTE: u64 = 60 * SECOND;
@@ -120,7 +123,7 @@ pub struct Simulator {
     /// Events before this time have been produced.
     clock: u64,
     rng: Rng,
-    queue: BinaryHeap<Reverse<Pending>>,
+    queue: CalendarQueue<Pending>,
     next_seq: u64,
     /// Sensors first, then segments, in the city's order.
     sources: Vec<Source>,
@@ -149,6 +152,11 @@ struct Source {
     /// Bumped whenever the next report is rescheduled; queued reports of an
     /// older generation are stale.
     generation: u32,
+    /// The id its events carry, made once. It sits beside `generation`,
+    /// which every report reads first: sources report in no particular
+    /// order, and one cache line per report instead of two saves a good
+    /// part of the time spent writing the full-scale city.
+    id: SmallStr,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -188,6 +196,12 @@ struct Pending {
     ts: u64,
     seq: u64,
     task: Task,
+}
+
+impl Due for Pending {
+    fn due(&self) -> u64 {
+        self.ts
+    }
 }
 
 impl PartialEq for Pending {
@@ -302,15 +316,19 @@ impl Simulator {
             start_ms,
             clock: start_ms,
             rng,
-            queue: BinaryHeap::new(),
+            queue: CalendarQueue::new(),
             next_seq: 0,
-            sources: vec![
-                Source {
+            sources: city
+                .sensors
+                .iter()
+                .map(|s| s.id)
+                .chain(city.segments.iter().map(|s| s.id))
+                .map(|id| Source {
                     next_due: u64::MAX,
                     generation: 0,
-                };
-                source_count
-            ],
+                    id: SmallStr::from(id),
+                })
+                .collect(),
             index,
             scenarios: Vec::new(),
             log: Vec::new(),
@@ -387,11 +405,11 @@ impl Simulator {
     /// Appends every event with a time in [previous time, `until_ms`) to
     /// `out`, in time order. How time is sliced does not change the events.
     pub fn advance_to(&mut self, until_ms: u64, out: &mut Vec<Event>) {
-        while let Some(Reverse(top)) = self.queue.peek() {
-            if top.ts >= until_ms {
+        while let Some(due) = self.queue.next_due() {
+            if due >= until_ms {
                 break;
             }
-            let Some(Reverse(Pending { ts, task, .. })) = self.queue.pop() else {
+            let Some(Pending { ts, task, .. }) = self.queue.pop() else {
                 break;
             };
             self.clock = self.clock.max(ts);
@@ -441,7 +459,7 @@ impl Simulator {
     fn push(&mut self, ts: u64, task: Task) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push(Reverse(Pending { ts, seq, task }));
+        self.queue.push(Pending { ts, seq, task });
     }
 
     fn schedule_report(&mut self, source: usize, at: u64) {
@@ -569,7 +587,7 @@ impl Simulator {
             ts: t,
             location,
             body: Body::Sensor(Sensor {
-                sensor_id: id.into(),
+                sensor_id: self.sources[i].id.clone(),
                 kind: self.syms.sensor_kind[slot],
                 value,
                 unit: Some(self.syms.sensor_unit[slot]),
@@ -579,8 +597,7 @@ impl Simulator {
 
     fn emit_traffic(&mut self, j: usize, t: u64, out: &mut Vec<Event>) {
         let seg = &self.city.segments[j];
-        let (id, cell, class, lanes, free) =
-            (seg.id, seg.cell, seg.class, seg.lanes, seg.free_speed_kmh);
+        let (cell, class, lanes, free) = (seg.cell, seg.class, seg.lanes, seg.free_speed_kmh);
         let usual = free * rush_factor(t);
         let normal = usual * self.rng.uniform(0.95, 1.05);
         let speed = self.scenario_speed(j, normal, t).max(1.0);
@@ -605,7 +622,7 @@ impl Simulator {
             ts: t,
             location: Location::Cell(cell),
             body: Body::Traffic(Traffic {
-                segment_id: id.into(),
+                segment_id: self.sources[self.city.sensors.len() + j].id.clone(),
                 speed_kmh: round_to(speed, 1),
                 flow: Some(flow),
                 occupancy: Some(occupancy),
