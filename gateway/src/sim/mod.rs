@@ -274,7 +274,9 @@ impl Simulator {
     /// same city can be played at several densities. Background incidents
     /// scale with them; when scenarios start and how long they last does
     /// not. Rain gauges report the rain since their previous report, so an
-    /// hour's sum is the hour's rain at any scale.
+    /// hour's sum is the hour's rain at any scale. The scale is a positive
+    /// number; [`batch::interval_scale_for`] makes it from a rate and
+    /// refuses rates a city cannot make.
     pub fn with_interval_scale(
         city: &City,
         seed: u64,
