@@ -505,7 +505,10 @@ fn underpass_water(rng: &mut Rng, key: Key) -> Draft {
     // Stations report every 1–5 minutes in rain: a shorter window would
     // be empty between two reports.
     let w = rng.window(2 * MINUTE, 15 * MINUTE);
-    let rings = if key == Key::Cell && rng.chance(30) {
+    // "Deep water nearby" is worth a neighbourhood (roads to avoid); a
+    // ring around every 10–15 cm puddle of a storm lights up dozens of
+    // cells. (The draw comes first so that other rules stay as they were.)
+    let rings = if key == Key::Cell && rng.chance(30) && t >= 0.25 {
         1
     } else {
         0
