@@ -273,3 +273,99 @@ fn bench_replay_takes_the_simulated_citys_reference_data() {
     let given = replay(&moved, &["--reference", reference.to_str().unwrap()]);
     assert!(given.contains("2000 events (0 rejected"), "{given}");
 }
+
+#[test]
+fn bench_rules_writes_a_hundred_rules_that_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("generated");
+    let out_arg = out.to_str().unwrap();
+    let (ok, stdout, stderr) = run(
+        &[
+            "bench", "rules", "--count", "100", "--seed", "1", "--out", out_arg,
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("wrote 100 rules to "), "{stdout}");
+    assert!(stdout.contains("group by: cell "), "{stdout}");
+    let mut files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 100);
+
+    // Checked as a user would: no error and no warning.
+    let check = Command::new(support::binary())
+        .args(["rules", "check"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        check.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("100 rules in 100 files: ok"));
+
+    // The same seed writes the same bytes, over the earlier set.
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let (ok, _, stderr) = run(&["bench", "rules", "--out", out_arg], &[]);
+    assert!(ok, "{stderr}");
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert_eq!(before, after);
+
+    // The engine takes them all (a short recording: this is a debug build).
+    let events = dir.path().join("city.ndjson");
+    let (ok, _, stderr) = run(
+        &[
+            "simulate",
+            "--seed",
+            "3",
+            "--events",
+            "2000",
+            "--out",
+            events.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(
+        &[
+            "bench",
+            "replay",
+            "--events",
+            events.to_str().unwrap(),
+            "--rules",
+            out_arg,
+            "--no-history",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2000 events (0 rejected"), "{stdout}");
+    assert!(stdout.contains("with 100 rule(s)"), "{stdout}");
+
+    // Clear refusals.
+    let (ok, _, stderr) = run(&["bench", "rules", "--count", "0", "--out", out_arg], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("--count must be at least 1"), "{stderr}");
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let (ok, _, stderr) = run(
+        &[
+            "bench",
+            "rules",
+            "--out",
+            blocker.join("rules").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot create"), "{stderr}");
+}

@@ -152,6 +152,20 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a set of varied, realistic rules drawn from the library's kinds
+    /// (one `.rules` file each), to benchmark a city-scale rule book.
+    Rules {
+        /// How many rules.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// The same seed and count always give the same rules.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory to write to (created if missing; `*.rules` files an
+        /// earlier run wrote there are replaced).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Event-to-WebSocket latency at fixed offered rates: start `jingzhi serve
     /// --clock wall` with a probe rule, post background events and probes
     /// every 5 ms, time each probe's alert on the WebSocket feed.
@@ -626,6 +640,9 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Command::Bench {
+            command: BenchCommand::Rules { count, seed, out },
+        } => bench::rulegen::command(count, seed, &out),
         Command::Simulate(a) => demo::simulate(
             demo::SimulateCommand {
                 city: a.city,

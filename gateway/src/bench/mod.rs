@@ -4,6 +4,7 @@
 pub mod http;
 pub mod latency;
 pub mod naive;
+pub mod rulegen;
 
 use crate::app::now_ms;
 use jingzhi_dataflow::{
