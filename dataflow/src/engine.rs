@@ -8,16 +8,17 @@
 //! frontier; the merger thread releases the changes of every time that all
 //! workers have finished, consolidated and in order.
 
-use crate::alerts::{alerts, ReferenceCollections};
+use crate::alerts::{alerts, AlertsSetup};
+use crate::place::{ChunkReport, WindowConfig, WindowInput, WindowStats};
 use crate::registry::PlanRegistry;
+use crate::sources::{route_sym, Control};
 use crate::types::{AlertRow, AlertUpdate, GroupKey, RuleId, Time};
-use crate::window::{windows, ChunkReport, WindowConfig, WindowInput, WindowStats};
 use differential_dataflow::input::Input as _;
 use jingzhi_rules::event::{Event, Location, ParseContext};
 use jingzhi_rules::plan::RulePlan;
 use jingzhi_rules::space::{CellId, Grid, ReferenceChange};
 use jingzhi_rules::Sym;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::Thread;
@@ -35,19 +36,20 @@ pub struct EngineConfig {
     pub command_capacity: usize,
     /// The city grid, for rules that reach neighbouring cells.
     pub grid: Grid,
+    /// An alert's value-only updates go out at most once per this much
+    /// engine time (0: every one); raises, clears and severity changes
+    /// always go out at once.
+    pub update_interval_ms: Time,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            window: WindowConfig {
-                resolution_ms: 1000,
-                keep_history: true,
-                min_history_ms: 0,
-            },
+            window: WindowConfig::default(),
             command_capacity: 1024,
             grid: Grid::default(),
+            update_interval_ms: 1000,
         }
     }
 }
@@ -77,7 +79,7 @@ enum Command {
     Advance(Time),
     AddRule(RuleId, Arc<RulePlan>),
     RemoveRule(RuleId),
-    Reference(Vec<ReferenceChange>),
+    Reference(Arc<Vec<ReferenceChange>>),
     Shutdown,
 }
 
@@ -101,7 +103,7 @@ pub enum EngineError {
     ClockBackwards { current: Time, requested: Time },
 }
 
-struct Control {
+struct ClockState {
     clock: Time,
 }
 
@@ -109,7 +111,7 @@ struct Control {
 pub struct Engine {
     senders: Vec<mpsc::Sender<Command>>,
     threads: Vec<Thread>,
-    control: tokio::sync::Mutex<Control>,
+    control: tokio::sync::Mutex<ClockState>,
     registry: PlanRegistry,
     next_rule: AtomicU32,
     next_chunk: AtomicUsize,
@@ -145,6 +147,7 @@ impl Engine {
         let worker_registry = registry.clone();
         let window_config = config.window.clone();
         let grid = config.grid.clone();
+        let update_interval_ms = config.update_interval_ms;
         let report_tx = Mutex::new(report_tx);
         let thread_tx = Mutex::new(thread_tx);
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
@@ -162,6 +165,7 @@ impl Engine {
                 registry: worker_registry.clone(),
                 grid: grid.clone(),
                 clock,
+                update_interval_ms,
             };
             run_worker(worker, rx, report, setup);
         })
@@ -187,7 +191,7 @@ impl Engine {
             Engine {
                 senders,
                 threads,
-                control: tokio::sync::Mutex::new(Control { clock }),
+                control: tokio::sync::Mutex::new(ClockState { clock }),
                 registry,
                 next_rule: AtomicU32::new(1),
                 next_chunk: AtomicUsize::new(0),
@@ -301,10 +305,12 @@ impl Engine {
         self.broadcast(|| Command::RemoveRule(id)).await
     }
 
-    /// Applies reference data changes at the next instant.
+    /// Applies reference data changes at the next instant (every worker
+    /// resolves places through its own copy).
     pub async fn update_reference(&self, changes: Vec<ReferenceChange>) -> Result<(), EngineError> {
         let _control = self.control.lock().await;
-        self.send(0, Command::Reference(changes)).await
+        let changes = Arc::new(changes);
+        self.broadcast(|| Command::Reference(changes.clone())).await
     }
 
     /// The plan installed under `id`.
@@ -322,6 +328,7 @@ impl Engine {
             r.history_events += s.history_events.load(Ordering::Relaxed);
             r.events += s.events.load(Ordering::Relaxed);
             r.expired_contributions += s.expired_contributions.load(Ordering::Relaxed);
+            r.coalesced_updates += s.coalesced_updates.load(Ordering::Relaxed);
         }
         r
     }
@@ -357,6 +364,8 @@ pub struct RetainedStats {
     pub history_events: u64,
     pub events: u64,
     pub expired_contributions: u64,
+    /// Value-only alert updates held back by the update interval.
+    pub coalesced_updates: u64,
 }
 
 impl RetainedStats {
@@ -369,9 +378,7 @@ impl RetainedStats {
 fn sym_route(s: Sym) -> usize {
     // Symbols are dense integers; hashing the text keeps routing stable
     // across processes.
-    s.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) as usize
+    route_sym(s) as usize
 }
 
 impl Drop for Engine {
@@ -393,6 +400,7 @@ struct WorkerSetup {
     registry: PlanRegistry,
     grid: Grid,
     clock: Time,
+    update_interval_ms: Time,
 }
 
 /// One worker: build the dataflow, then apply commands and step.
@@ -408,41 +416,37 @@ fn run_worker(
         registry,
         grid,
         clock,
+        update_interval_ms,
     } = setup;
     let index = worker.index();
     let sink = report.clone();
-    let (mut input, mut rules_in, mut sensors_in, mut segments_in, mut cells_in, probe) =
-        worker.dataflow::<Time, _, _>(|scope| {
-            let (input, stream) = scope.new_input::<WindowInput>();
-            let (rules_in, rule_changes) = scope.new_input::<(RuleId, bool)>();
-            let (sensors_in, sensors) = scope.new_collection::<(Sym, CellId), isize>();
-            let (segments_in, segments) = scope.new_collection::<(Sym, CellId), isize>();
-            let (cells_in, cell_district) = scope.new_collection::<(CellId, Sym), isize>();
-            let partials = windows(stream, window_config, stats);
-            let reference = ReferenceCollections {
-                sensors,
-                segments,
-                cell_district,
-            };
-            let (probe, _) = alerts(partials, rule_changes, reference, registry, grid)
-                .inspect_batch(move |_stamp, updates| {
-                    if !updates.is_empty() {
-                        let _ = sink.send(WorkerReport::Updates(updates.to_vec()));
-                    }
-                })
-                .probe();
-            (input, rules_in, sensors_in, segments_in, cells_in, probe)
-        });
+    let (mut input, mut control_in, mut cells_in, probe) = worker.dataflow::<Time, _, _>(|scope| {
+        let (input, stream) = scope.new_input::<WindowInput>();
+        let (control_in, control) = scope.new_input::<Control>();
+        let (cells_in, cell_district) = scope.new_collection::<(CellId, Sym), isize>();
+        let setup = AlertsSetup {
+            registry,
+            grid,
+            window: window_config,
+            update_interval_ms,
+            worker: index as u32,
+            stats,
+        };
+        let (probe, _) = alerts(stream, control, cell_district, setup)
+            .inspect_batch(move |_stamp, updates| {
+                if !updates.is_empty() {
+                    let _ = sink.send(WorkerReport::Updates(updates.to_vec()));
+                }
+            })
+            .probe();
+        (input, control_in, cells_in, probe)
+    });
 
     let epoch = clock + 1;
     input.advance_to(epoch);
-    rules_in.advance_to(epoch);
-    sensors_in.advance_to(epoch);
-    segments_in.advance_to(epoch);
+    control_in.advance_to(epoch);
     cells_in.advance_to(epoch);
     // Worker 0 owns the reference collections' contents.
-    let mut sensor_cells: HashMap<Sym, CellId> = HashMap::new();
-    let mut segment_cells: HashMap<Sym, CellId> = HashMap::new();
     let mut cell_districts: BTreeMap<CellId, Sym> = BTreeMap::new();
     let mut reported = 0;
     let mut running = true;
@@ -470,26 +474,30 @@ fn run_worker(
                         }),
                         Command::AddRule(id, plan) => {
                             input.send(WindowInput::AddRule(id, plan));
-                            rules_in.send((id, true));
+                            control_in.send(Control::AddRule(id));
                         }
                         Command::RemoveRule(id) => {
                             input.send(WindowInput::RemoveRule(id));
-                            rules_in.send((id, false));
+                            control_in.send(Control::RemoveRule(id));
                         }
-                        Command::Reference(changes) if index == 0 => {
-                            for change in changes {
-                                apply_reference(
-                                    change,
-                                    &mut sensors_in,
-                                    &mut segments_in,
-                                    &mut cells_in,
-                                    &mut sensor_cells,
-                                    &mut segment_cells,
-                                    &mut cell_districts,
-                                );
+                        Command::Reference(changes) => {
+                            for change in changes.iter() {
+                                control_in.send(Control::Reference(change.clone()));
+                                // Worker 0 owns the cell → district
+                                // collection's contents (inhibition joins on it).
+                                if let (0, ReferenceChange::AssignCell { cell, district }) =
+                                    (index, change)
+                                {
+                                    if let Some(old) = cell_districts.remove(cell) {
+                                        cells_in.remove((*cell, old));
+                                    }
+                                    if let Some(d) = district {
+                                        cell_districts.insert(*cell, *d);
+                                        cells_in.insert((*cell, *d));
+                                    }
+                                }
                             }
                         }
-                        Command::Reference(_) => {}
                         Command::Shutdown => {
                             running = false;
                             break;
@@ -498,13 +506,9 @@ fn run_worker(
                             let next = clock.saturating_add(1);
                             if next > *input.time() {
                                 input.advance_to(next);
-                                rules_in.advance_to(next);
-                                rules_in.flush();
-                                sensors_in.advance_to(next);
-                                segments_in.advance_to(next);
+                                control_in.advance_to(next);
+                                control_in.flush();
                                 cells_in.advance_to(next);
-                                sensors_in.flush();
-                                segments_in.flush();
                                 cells_in.flush();
                             }
                         }
@@ -521,7 +525,7 @@ fn run_worker(
             // The input handle buffers until flushed; hand everything over
             // now rather than at the next clock advance.
             input.flush();
-            rules_in.flush();
+            control_in.flush();
         }
         let park = if handled == 0 {
             Some(Duration::from_millis(100))
@@ -544,59 +548,13 @@ fn run_worker(
     // until the dataflow is done so its last changes are reported before
     // this worker says it exited.
     drop(input);
-    drop(rules_in);
-    drop(sensors_in);
-    drop(segments_in);
+    drop(control_in);
     drop(cells_in);
     while !probe.done() {
         worker.step();
     }
     let _ = report.send(WorkerReport::Frontier(index, Time::MAX));
     let _ = report.send(WorkerReport::Exited);
-}
-
-fn apply_reference(
-    change: ReferenceChange,
-    sensors_in: &mut differential_dataflow::input::InputSession<Time, (Sym, CellId), isize>,
-    segments_in: &mut differential_dataflow::input::InputSession<Time, (Sym, CellId), isize>,
-    cells_in: &mut differential_dataflow::input::InputSession<Time, (CellId, Sym), isize>,
-    sensor_cells: &mut HashMap<Sym, CellId>,
-    segment_cells: &mut HashMap<Sym, CellId>,
-    cell_districts: &mut BTreeMap<CellId, Sym>,
-) {
-    match change {
-        ReferenceChange::UpsertSensor(s) => {
-            if let Some(old) = sensor_cells.insert(s.id, s.cell) {
-                sensors_in.remove((s.id, old));
-            }
-            sensors_in.insert((s.id, s.cell));
-        }
-        ReferenceChange::RemoveSensor { id } => {
-            if let Some(old) = sensor_cells.remove(&id) {
-                sensors_in.remove((id, old));
-            }
-        }
-        ReferenceChange::UpsertSegment(s) => {
-            if let Some(old) = segment_cells.insert(s.id, s.cell) {
-                segments_in.remove((s.id, old));
-            }
-            segments_in.insert((s.id, s.cell));
-        }
-        ReferenceChange::RemoveSegment { id } => {
-            if let Some(old) = segment_cells.remove(&id) {
-                segments_in.remove((id, old));
-            }
-        }
-        ReferenceChange::AssignCell { cell, district } => {
-            if let Some(old) = cell_districts.remove(&cell) {
-                cells_in.remove((cell, old));
-            }
-            if let Some(d) = district {
-                cell_districts.insert(cell, d);
-                cells_in.insert((cell, d));
-            }
-        }
-    }
 }
 
 /// Collects worker reports and releases complete times in order.

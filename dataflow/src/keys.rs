@@ -1,115 +1,187 @@
-//! The key operator: every rule of a key evaluated at once.
+//! The keys operator: every key's windows, and every rule of a key judged
+//! at once.
 //!
-//! Terms are shared: rules that read the same events the same way use one
-//! term (`registry::term_id`), whose window contents arrive here as slice
-//! summaries and whole-window partials, keyed by (term, group key). The
-//! operator owns each key on one worker (input exchanged by key), keeps
-//! the key's partials per term in memory, and — once the frontier has
-//! passed a time — re-evaluates the rules of every key that changed at that
-//! time: it merges each term the key's rules use once, tests each rule's
-//! condition (or builds a temporal rule's facts) and emits the difference
-//! to what it emitted before, as updates of ((rule, key), output).
+//! Input, exchanged by key so that each key lives on one worker:
+//! contributions to keys that reference data cannot move (a cell named by
+//! the event, a segment, a sensor), which enter the key's own windows; and
+//! the sources operator's summaries of each worker's share of windows keyed
+//! through reference data. Terms are shared: rules that read the same
+//! events the same way use one term (`registry::term_id`).
 //!
-//! A rule is evaluated at a key only while at least one of its own terms
-//! has data there, exactly as a per-(rule, key) reduce would. Installing
-//! or removing a rule is data too (the rule-change stream, which every
-//! worker receives in order): at that time every key is re-evaluated, so a
-//! new rule is judged at once on the windows its terms already hold.
+//! **Each key runs its own timeline.** Keys are independent of each other
+//! here, so once the frontier has passed a time the operator runs every key
+//! with something due before the frontier through all of its due times in
+//! order — slices entering and leaving, other workers' shares changing,
+//! holds expiring — rather than visiting every key once per time. During a
+//! replay a key's whole batch of events is handled while its state is in
+//! the cache. At each of its times a key re-judges the rules that use a
+//! term that changed there: it tests each plain rule's condition, steps
+//! each temporal rule's state machine (hold, hysteresis, sequence;
+//! `temporal`), and emits the difference to what it emitted before as
+//! updates of ((rule, key), AlertRow) at that time. A rule is judged at a
+//! key only while at least one of its own terms has data there.
 //!
-//! Compared with one differential reduce per (rule, key), a hundred rules
-//! of a few kinds cost one pass per changed key instead of a hundred
-//! arranged records, and no per-rule copy of the partials is kept.
+//! Installing or removing a rule is data too (the control stream, which
+//! every worker receives in order): at that time every key is re-judged, so
+//! a new rule is judged at once on the windows its terms already hold.
+//!
+//! **Value-only updates are coalesced.** An alert whose values or evidence
+//! change, with the same severity, is re-emitted at most once per update
+//! interval of engine time: a change within the interval is held back and
+//! goes out, with the values then current, when the interval has passed.
+//! Raises, clears and severity changes go out at once. `rules::oracle`
+//! applies the same rule, so the state after any time is still exact.
 
+use crate::place::{KeyInput, SummaryMsg, WindowStats};
+use crate::queue::{first, Queued, Work};
 use crate::registry::PlanRegistry;
-use crate::types::{
-    AlertRow, Facts, GroupKey, KeyOutput, Partial, RuleId, TermEvidence, TermId, Time, F64,
-};
+use crate::slices::{Calendar, Piece, SliceWindow, Summary};
+use crate::sources::{route_input, Control};
+use crate::temporal::Temporal;
+use crate::types::{AlertRow, GroupKey, RuleId, TermEvidence, TermId, Time, F64};
 use differential_dataflow::{AsCollection, VecCollection};
 use jingzhi_rules::fxhash::FxHashMap;
-use jingzhi_rules::plan::{AggFn, GroupBy, RulePlan, TermStats};
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use jingzhi_rules::plan::{AggFn, FastRule, GroupBy, RulePlan, TermStats};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 /// An installed rule as the operator sees it.
 struct Installed {
     plan: Arc<RulePlan>,
+    fast: FastRule,
     terms: Vec<TermId>,
 }
 
-/// A key's window contents and what was emitted for it. A key has a few
-/// terms and each term a few partials (at most the slices of its window,
-/// or a tumbling window's partials), so plain vectors beat maps here.
-#[derive(Default)]
+struct TermInfo {
+    users: u32,
+    distinct: bool,
+}
+
+/// One term's window at a key: the contributions held here and the other
+/// workers' shares of it (from the sources operator).
+struct TermSlot {
+    term: TermId,
+    distinct: bool,
+    local: SliceWindow,
+    remote: Vec<(u32, Summary)>,
+}
+
+impl TermSlot {
+    fn has_data(&self) -> bool {
+        self.local.has_data() || !self.remote.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.remote.is_empty()
+    }
+
+    fn stats(&self, tokens: &mut Vec<u64>) -> TermStats {
+        if self.remote.is_empty() {
+            return self.local.merged().stats(self.local.distinct());
+        }
+        let mut merged = *self.local.merged();
+        for (_, s) in &self.remote {
+            merged.merge(&s.agg);
+        }
+        let mut distinct = 0;
+        if self.distinct {
+            tokens.clear();
+            tokens.extend(self.local.summary(true).tokens);
+            for (_, s) in &self.remote {
+                tokens.extend_from_slice(&s.tokens);
+            }
+            tokens.sort_unstable();
+            tokens.dedup();
+            distinct = tokens.len() as u64;
+        }
+        merged.stats(distinct)
+    }
+}
+
+/// What one rule emitted at a key, and its state there.
+struct RuleSlot {
+    rule: RuleId,
+    emitted: Option<AlertRow>,
+    emitted_at: Time,
+    /// A value-only change waits for the update interval.
+    deferred: bool,
+    temporal: Temporal,
+    /// When the rule must be judged again without new data: a hold
+    /// expiring, or a held-back update becoming due.
+    wake: Option<Time>,
+}
+
+impl RuleSlot {
+    fn new(rule: RuleId) -> RuleSlot {
+        RuleSlot {
+            rule,
+            emitted: None,
+            emitted_at: 0,
+            deferred: false,
+            temporal: Temporal::default(),
+            wake: None,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.emitted.is_none() && !self.deferred && self.temporal.is_idle()
+    }
+}
+
+/// A share of one of the key's terms from the sources operator, to take
+/// effect at its time.
+type ShareIn = (Time, TermId, u32, Option<Summary>);
+
 struct KeyState {
-    /// Per term, its partials (slice summaries and whole-window partials)
-    /// with their multiplicities.
-    partials: Vec<(TermId, Vec<(Partial, isize)>)>,
-    /// The output last emitted per rule.
-    outputs: Vec<(RuleId, KeyOutput)>,
+    key: GroupKey,
+    terms: Vec<TermSlot>,
+    rules: Vec<RuleSlot>,
+    shares_in: VecDeque<ShareIn>,
+    /// The time this key is in the calendar for (`Time::MAX`: none).
+    scheduled: Time,
 }
 
 impl KeyState {
-    fn apply(&mut self, term: TermId, partial: Partial, diff: isize) {
-        let t = match self.partials.iter().position(|(id, _)| *id == term) {
-            Some(t) => t,
+    fn new(key: GroupKey) -> KeyState {
+        KeyState {
+            key,
+            terms: Vec::new(),
+            rules: Vec::new(),
+            shares_in: VecDeque::new(),
+            scheduled: Time::MAX,
+        }
+    }
+
+    fn term_mut(&mut self, term: TermId, distinct: bool) -> &mut TermSlot {
+        let i = match self.terms.iter().position(|t| t.term == term) {
+            Some(i) => i,
             None => {
-                self.partials.push((term, Vec::new()));
-                self.partials.len() - 1
+                self.terms.push(TermSlot {
+                    term,
+                    distinct,
+                    local: SliceWindow::default(),
+                    remote: Vec::new(),
+                });
+                self.terms.len() - 1
             }
         };
-        let list = &mut self.partials[t].1;
-        match list.iter_mut().position(|(p, _)| *p == partial) {
-            Some(i) => {
-                list[i].1 += diff;
-                if list[i].1 == 0 {
-                    list.swap_remove(i);
-                }
-            }
-            None => list.push((partial, diff)),
-        }
-        if list.is_empty() {
-            self.partials.swap_remove(t);
-        }
+        &mut self.terms[i]
     }
 
-    fn partials_of(&self, term: TermId) -> Option<&[(Partial, isize)]> {
-        self.partials
-            .iter()
-            .find(|(id, _)| *id == term)
-            .map(|(_, l)| l.as_slice())
+    /// The next time something happens at this key.
+    fn next_due(&self) -> Option<Time> {
+        let windows = self.terms.iter().filter_map(|t| t.local.next_due());
+        let shares = self.shares_in.front().map(|s| s.0);
+        let wakes = self.rules.iter().filter_map(|r| r.wake);
+        windows.chain(shares).chain(wakes).min()
     }
 
-    fn has_data(&self, term: TermId) -> bool {
-        self.partials_of(term)
-            .is_some_and(|l| l.iter().any(|(_, m)| *m > 0))
-    }
-
-    /// A term's contents at this key: merged partials and distinct tokens.
-    fn stats(&self, term: TermId) -> TermStats {
-        let Some(list) = self.partials_of(term) else {
-            return TermStats::default();
-        };
-        let mut merged = Partial::empty();
-        let mut tokens: Vec<u64> = Vec::new();
-        for (p, mult) in list {
-            if *mult > 0 {
-                merged.merge(p, *mult as u64);
-                tokens.push(p.token);
-            }
-        }
-        if merged.count == 0 {
-            return TermStats::default();
-        }
-        tokens.sort_unstable();
-        tokens.dedup();
-        let mut s = merged.stats();
-        s.distinct = tokens.len() as u64;
-        s
+    fn is_empty(&self) -> bool {
+        self.terms.is_empty() && self.rules.is_empty() && self.shares_in.is_empty()
     }
 }
 
@@ -122,137 +194,6 @@ fn group_of(key: &GroupKey) -> GroupBy {
     }
 }
 
-/// Evaluates one rule at one key from its terms' contents.
-fn evaluate(plan: &RulePlan, stats: &[TermStats]) -> Option<KeyOutput> {
-    let values: Vec<Option<f64>> = plan
-        .terms
-        .iter()
-        .zip(stats)
-        .map(|(t, s)| s.value(t.agg))
-        .collect();
-    let evidence = stats
-        .iter()
-        .map(|s| TermEvidence {
-            count: s.count,
-            sum: F64(s.sum),
-            min: F64(s.min),
-            max: F64(s.max),
-            last: F64(s.last),
-            distinct: s.distinct,
-        })
-        .collect();
-    if plan.is_temporal() {
-        return Some(KeyOutput::Facts(Facts {
-            values: values.into_iter().map(|v| v.map(F64)).collect(),
-            evidence,
-        }));
-    }
-    if plan.condition.eval_terms(&values).truth() != Some(true) {
-        return None;
-    }
-    Some(KeyOutput::Alert(AlertRow {
-        severity: plan.severity_for(&values),
-        values: values.into_iter().map(|v| v.map(F64)).collect(),
-        evidence,
-    }))
-}
-
-/// Re-evaluates the rules of `group` at a key — all of them, or those
-/// that use one of the `changed` terms — and reports each rule whose
-/// output changed as (rule, old, new).
-fn reevaluate(
-    state: &mut KeyState,
-    rules: &BTreeMap<RuleId, Installed>,
-    group: &[RuleId],
-    changed: Option<&[TermId]>,
-    scratch: &mut Scratch,
-    mut report: impl FnMut(RuleId, Option<KeyOutput>, Option<&KeyOutput>),
-) {
-    let Scratch {
-        cache,
-        fresh,
-        stats,
-    } = scratch;
-    cache.clear();
-    fresh.clear();
-    for id in group {
-        let Some(rule) = rules.get(id) else {
-            continue;
-        };
-        if let Some(changed) = changed {
-            if !rule.terms.iter().any(|t| changed.contains(t)) {
-                continue;
-            }
-        }
-        if !rule.terms.iter().any(|t| state.has_data(*t)) {
-            fresh.push((*id, None));
-            continue;
-        }
-        stats.clear();
-        for (id, term) in rule.terms.iter().zip(&rule.plan.terms) {
-            let mut s = match cache.iter().find(|(t, _)| t == id) {
-                Some((_, s)) => *s,
-                None => {
-                    let s = state.stats(*id);
-                    cache.push((*id, s));
-                    s
-                }
-            };
-            if term.agg != AggFn::CountDistinct {
-                // Only a distinct count collects tokens.
-                s.distinct = 0;
-            }
-            stats.push(s);
-        }
-        fresh.push((*id, evaluate(&rule.plan, stats)));
-    }
-    if changed.is_none() {
-        // Every rule was judged: outputs of rules no longer installed go.
-        let gone: Vec<RuleId> = state
-            .outputs
-            .iter()
-            .map(|(r, _)| *r)
-            .filter(|r| !fresh.iter().any(|(f, _)| f == r))
-            .collect();
-        for r in gone {
-            fresh.push((r, None));
-        }
-    }
-    for (rule, new) in fresh.drain(..) {
-        let at = state.outputs.iter().position(|(r, _)| *r == rule);
-        let old = at.map(|i| &state.outputs[i].1);
-        if old == new.as_ref() {
-            continue;
-        }
-        match (at, new) {
-            (Some(i), Some(new)) => {
-                let old = std::mem::replace(&mut state.outputs[i].1, new);
-                report(rule, Some(old), Some(&state.outputs[i].1));
-            }
-            (Some(i), None) => {
-                let (_, old) = state.outputs.swap_remove(i);
-                report(rule, Some(old), None);
-            }
-            (None, Some(new)) => {
-                state.outputs.push((rule, new));
-                if let Some((_, new)) = state.outputs.last() {
-                    report(rule, None, Some(new));
-                }
-            }
-            (None, None) => {}
-        }
-    }
-}
-
-/// Buffers `reevaluate` reuses from key to key.
-#[derive(Default)]
-struct Scratch {
-    cache: Vec<(TermId, TermStats)>,
-    fresh: Vec<(RuleId, Option<KeyOutput>)>,
-    stats: Vec<TermStats>,
-}
-
-/// Index of a group in per-group tables.
 fn group_index(group: GroupBy) -> usize {
     match group {
         GroupBy::Cell => 0,
@@ -262,158 +203,530 @@ fn group_index(group: GroupBy) -> usize {
     }
 }
 
-fn route(key: &GroupKey) -> u64 {
-    let mut h = jingzhi_rules::fxhash::FxHasher::default();
-    key.hash(&mut h);
-    h.finish()
+type Output = ((RuleId, GroupKey), AlertRow);
+
+/// Buffers reused from key to key.
+#[derive(Default)]
+struct Scratch {
+    stats: Vec<TermStats>,
+    values: Vec<Option<f64>>,
+    cache: Vec<(TermId, TermStats, bool)>,
+    tokens: Vec<u64>,
+    candidates: Vec<RuleId>,
+    changed: Vec<TermId>,
 }
 
-type Summary = ((TermId, GroupKey), Partial);
-type Output = ((RuleId, GroupKey), KeyOutput);
+/// The installed rules, as every key reads them.
+#[derive(Default)]
+struct Rules {
+    installed: BTreeMap<RuleId, Installed>,
+    terms: FxHashMap<TermId, TermInfo>,
+    by_group: [Vec<RuleId>; 4],
+    term_rules: FxHashMap<TermId, Vec<RuleId>>,
+}
 
-/// Evaluates every installed rule at every key whose terms changed.
-pub fn evaluate_keys<'s>(
-    summaries: VecCollection<'s, Time, Summary, isize>,
-    rule_changes: StreamVec<'s, Time, (RuleId, bool)>,
+impl Rules {
+    /// Applies a rule install or removal; returns the terms no rule uses
+    /// any more, or `None` if nothing changed.
+    fn apply(&mut self, registry: &PlanRegistry, control: &Control) -> Option<Vec<TermId>> {
+        match control {
+            Control::AddRule(id) => {
+                let info = registry.info(*id)?;
+                for (term, tid) in info.plan.terms.iter().zip(&info.term_ids) {
+                    self.terms
+                        .entry(*tid)
+                        .and_modify(|t| t.users += 1)
+                        .or_insert(TermInfo {
+                            users: 1,
+                            distinct: term.agg == AggFn::CountDistinct,
+                        });
+                }
+                self.installed.insert(
+                    *id,
+                    Installed {
+                        plan: info.plan.clone(),
+                        fast: FastRule::new(&info.plan),
+                        terms: info.term_ids.clone(),
+                    },
+                );
+                self.reindex();
+                Some(Vec::new())
+            }
+            Control::RemoveRule(id) => {
+                let rule = self.installed.remove(id)?;
+                let mut dead = Vec::new();
+                for tid in &rule.terms {
+                    if let Some(t) = self.terms.get_mut(tid) {
+                        t.users -= 1;
+                        if t.users == 0 {
+                            self.terms.remove(tid);
+                            dead.push(*tid);
+                        }
+                    }
+                }
+                self.reindex();
+                Some(dead)
+            }
+            Control::Reference(_) => None,
+        }
+    }
+
+    fn reindex(&mut self) {
+        for list in &mut self.by_group {
+            list.clear();
+        }
+        self.term_rules.clear();
+        for (id, r) in &self.installed {
+            self.by_group[group_index(r.plan.group_by)].push(*id);
+            for tid in &r.terms {
+                let users = self.term_rules.entry(*tid).or_default();
+                if !users.contains(id) {
+                    users.push(*id);
+                }
+            }
+        }
+    }
+}
+
+struct KeysState {
     registry: PlanRegistry,
+    update_interval: Time,
+    rules: Rules,
+    slots: Vec<KeyState>,
+    free: Vec<u32>,
+    index: FxHashMap<GroupKey, u32>,
+    calendar: Calendar,
+    scratch: Scratch,
+    stats: Arc<WindowStats>,
+    counted_at: Time,
+}
+
+/// How often the slices held are counted for the metrics.
+const COUNT_EVERY_MS: Time = 60_000;
+
+impl KeysState {
+    fn slot_of(&mut self, key: GroupKey) -> u32 {
+        if let Some(&slot) = self.index.get(&key) {
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = KeyState::new(key);
+                slot
+            }
+            None => {
+                self.slots.push(KeyState::new(key));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// Puts the key in the calendar for its next due time, if that is
+    /// earlier than the time it is there for.
+    fn schedule(&mut self, slot: u32) {
+        let state = &mut self.slots[slot as usize];
+        if let Some(due) = state.next_due() {
+            if due < state.scheduled {
+                state.scheduled = due;
+                self.calendar.push(due, slot);
+            }
+        }
+    }
+
+    /// Takes in contributions and shares that arrived; they take effect at
+    /// their own times.
+    fn insert(&mut self, batch: Vec<KeyInput>) {
+        for x in batch {
+            match x {
+                KeyInput::Piece(key, piece) => self.on_piece(key, piece),
+                KeyInput::Summary(s) => self.on_share(*s),
+                KeyInput::Sourced(..) => {}
+            }
+        }
+    }
+
+    fn on_piece(&mut self, key: GroupKey, piece: Piece) {
+        let Some(info) = self.rules.terms.get(&piece.term) else {
+            return;
+        };
+        let distinct = info.distinct;
+        let slot = self.slot_of(key);
+        self.slots[slot as usize]
+            .term_mut(piece.term, distinct)
+            .local
+            .insert(&piece, distinct);
+        self.schedule(slot);
+    }
+
+    fn on_share(&mut self, share: SummaryMsg) {
+        if !self.rules.terms.contains_key(&share.term) {
+            return;
+        }
+        if share.summary.is_none() && !self.index.contains_key(&share.key) {
+            return;
+        }
+        let slot = self.slot_of(share.key);
+        let incoming = &mut self.slots[slot as usize].shares_in;
+        // Shares come in time order from each worker; keep them sorted.
+        let at = incoming.partition_point(|s| s.0 <= share.at);
+        incoming.insert(at, (share.at, share.term, share.worker, share.summary));
+        self.schedule(slot);
+    }
+
+    /// Runs every key with something due before `bound` through its times.
+    fn run_due(&mut self, bound: Time, out: &mut impl FnMut(Output, Time, isize)) {
+        while let Some((at, slot)) = self.calendar.peek() {
+            if at >= bound {
+                break;
+            }
+            self.calendar.pop();
+            if self.slots[slot as usize].scheduled != at {
+                continue; // stale: the key was run or rescheduled since
+            }
+            self.run_key(slot, bound, None, out);
+        }
+    }
+
+    /// Runs one key through its due times before `bound`; at `judge_all`
+    /// (a rule change) it re-judges every rule whether or not anything is
+    /// due.
+    fn run_key(
+        &mut self,
+        slot: u32,
+        bound: Time,
+        judge_all: Option<Time>,
+        out: &mut impl FnMut(Output, Time, isize),
+    ) {
+        self.slots[slot as usize].scheduled = Time::MAX;
+        let mut all_pending = judge_all;
+        loop {
+            let state = &mut self.slots[slot as usize];
+            let due = state.next_due();
+            let now = match (due, all_pending) {
+                (Some(d), Some(a)) => d.min(a),
+                (d, a) => match d.or(a) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if now >= bound {
+                break;
+            }
+            let all = all_pending == Some(now);
+            if all {
+                all_pending = None;
+            }
+            let changed = &mut self.scratch.changed;
+            changed.clear();
+            for ts in &mut state.terms {
+                if ts.local.next_due().is_some_and(|d| d <= now)
+                    && ts.local.advance(now, ts.distinct)
+                {
+                    changed.push(ts.term);
+                }
+            }
+            while state.shares_in.front().is_some_and(|s| s.0 <= now) {
+                if let Some((_, term, worker, summary)) = state.shares_in.pop_front() {
+                    let distinct = self.rules.terms.get(&term).is_some_and(|t| t.distinct);
+                    let ts = state.term_mut(term, distinct);
+                    let at = ts.remote.iter().position(|(w, _)| *w == worker);
+                    match (at, summary) {
+                        (Some(i), Some(s)) => ts.remote[i].1 = s,
+                        (Some(i), None) => {
+                            ts.remote.swap_remove(i);
+                        }
+                        (None, Some(s)) => ts.remote.push((worker, s)),
+                        (None, None) => continue,
+                    }
+                    changed.push(term);
+                }
+            }
+            let woken = state.rules.iter().any(|r| r.wake.is_some_and(|w| w <= now));
+            if all || woken || !self.scratch.changed.is_empty() {
+                self.judge(slot, now, all, woken, out);
+            }
+        }
+        let state = &mut self.slots[slot as usize];
+        state.terms.retain(|t| !t.is_empty());
+        if state.is_empty() {
+            self.index.remove(&state.key);
+            self.free.push(slot);
+            return;
+        }
+        self.schedule(slot);
+    }
+
+    /// Re-judges the rules of a key at `now`: those that use a term that
+    /// changed and those woken, or — after a rule change — all of them.
+    fn judge(
+        &mut self,
+        slot: u32,
+        now: Time,
+        all: bool,
+        woken: bool,
+        out: &mut impl FnMut(Output, Time, isize),
+    ) {
+        let KeysState {
+            rules,
+            slots,
+            scratch,
+            update_interval,
+            stats,
+            ..
+        } = self;
+        let state = &mut slots[slot as usize];
+        let key = state.key;
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        if all {
+            candidates.extend_from_slice(&rules.by_group[group_index(group_of(&key))]);
+            // Rules no longer installed retract what they emitted.
+            state.rules.retain_mut(|r| {
+                if rules.installed.contains_key(&r.rule) {
+                    return true;
+                }
+                if let Some(old) = r.emitted.take() {
+                    out(((r.rule, key), old), now, -1);
+                }
+                false
+            });
+        } else {
+            for t in &scratch.changed {
+                if let Some(users) = rules.term_rules.get(t) {
+                    candidates.extend_from_slice(users);
+                }
+            }
+            if woken {
+                candidates.extend(
+                    state
+                        .rules
+                        .iter()
+                        .filter(|r| r.wake.is_some_and(|w| w <= now))
+                        .map(|r| r.rule),
+                );
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
+        scratch.cache.clear();
+        for i in 0..scratch.candidates.len() {
+            let id = scratch.candidates[i];
+            let Some(rule) = rules.installed.get(&id) else {
+                continue;
+            };
+            let plan = &*rule.plan;
+            // The rule's term values at this key.
+            let mut has_data = false;
+            scratch.stats.clear();
+            for (term, tid) in plan.terms.iter().zip(&rule.terms) {
+                let (mut s, data) = match scratch.cache.iter().find(|(t, _, _)| t == tid) {
+                    Some((_, s, d)) => (*s, *d),
+                    None => {
+                        let (s, d) = match state.terms.iter().find(|t| t.term == *tid) {
+                            Some(ts) => (ts.stats(&mut scratch.tokens), ts.has_data()),
+                            None => (TermStats::default(), false),
+                        };
+                        scratch.cache.push((*tid, s, d));
+                        (s, d)
+                    }
+                };
+                has_data |= data;
+                if term.agg != AggFn::CountDistinct {
+                    // Only a distinct count collects tokens.
+                    s.distinct = 0;
+                }
+                scratch.stats.push(s);
+            }
+            scratch.values.clear();
+            scratch.values.extend(
+                plan.terms
+                    .iter()
+                    .zip(&scratch.stats)
+                    .map(|(t, s)| s.value(t.agg)),
+            );
+            let at = state.rules.iter().position(|r| r.rule == id);
+            let (active, hold_wake) = if plan.is_temporal() {
+                let mut machine = at.map_or(Temporal::default(), |i| state.rules[i].temporal);
+                let values = has_data.then_some(scratch.values.as_slice());
+                let (active, wake) = machine.step(plan, &rule.fast, now, values);
+                if at.is_none() && machine.is_idle() {
+                    continue;
+                }
+                let i = match at {
+                    Some(i) => i,
+                    None => {
+                        state.rules.push(RuleSlot::new(id));
+                        state.rules.len() - 1
+                    }
+                };
+                state.rules[i].temporal = machine;
+                (active && has_data, wake)
+            } else {
+                let holds = has_data && rule.fast.condition.truth(&scratch.values) == Some(true);
+                if at.is_none() && !holds {
+                    continue;
+                }
+                (holds, None)
+            };
+            let i = match state.rules.iter().position(|r| r.rule == id) {
+                Some(i) => i,
+                None => {
+                    state.rules.push(RuleSlot::new(id));
+                    state.rules.len() - 1
+                }
+            };
+            let slot_state = &mut state.rules[i];
+            slot_state.wake = hold_wake;
+            if !active {
+                slot_state.deferred = false;
+                if let Some(old) = slot_state.emitted.take() {
+                    out(((id, key), old), now, -1);
+                    slot_state.emitted_at = now;
+                }
+                continue;
+            }
+            let severity = rule.fast.severity_for(plan, &scratch.values);
+            if let Some(old) = &slot_state.emitted {
+                let same_values = old.values.len() == scratch.values.len()
+                    && old
+                        .values
+                        .iter()
+                        .zip(&scratch.values)
+                        .all(|(a, b)| *a == b.map(F64))
+                    && old
+                        .evidence
+                        .iter()
+                        .zip(&scratch.stats)
+                        .all(|(a, b)| *a == TermEvidence::of(b));
+                if old.severity == severity {
+                    if same_values {
+                        slot_state.deferred = false;
+                        continue;
+                    }
+                    let due = slot_state.emitted_at.saturating_add(*update_interval);
+                    if now < due {
+                        slot_state.deferred = true;
+                        stats.coalesced_updates.fetch_add(1, Ordering::Relaxed);
+                        slot_state.wake = Some(hold_wake.map_or(due, |w| w.min(due)));
+                        continue;
+                    }
+                }
+            }
+            let row = AlertRow {
+                severity,
+                values: scratch.values.iter().map(|v| v.map(F64)).collect(),
+                evidence: scratch.stats.iter().map(TermEvidence::of).collect(),
+            };
+            if let Some(old) = slot_state.emitted.take() {
+                out(((id, key), old), now, -1);
+            }
+            out(((id, key), row.clone()), now, 1);
+            slot_state.emitted = Some(row);
+            slot_state.emitted_at = now;
+            slot_state.deferred = false;
+        }
+        state.rules.retain(|r| !r.is_idle());
+    }
+
+    /// Applies rule installs and removals; returns whether any happened.
+    fn apply_controls(&mut self, controls: Vec<Control>) -> bool {
+        let mut changed = false;
+        for c in &controls {
+            if let Some(dead) = self.rules.apply(&self.registry, c) {
+                changed = true;
+                if !dead.is_empty() {
+                    for state in &mut self.slots {
+                        state.terms.retain(|t| !dead.contains(&t.term));
+                        state.shares_in.retain(|s| !dead.contains(&s.1));
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Re-judges every key at `at` (after a rule change).
+    fn rejudge_all(&mut self, at: Time, out: &mut impl FnMut(Output, Time, isize)) {
+        let slots: Vec<u32> = self.index.values().copied().collect();
+        for slot in slots {
+            self.run_key(slot, at + 1, Some(at), out);
+        }
+    }
+
+    fn count_slices(&mut self, now: Time) {
+        if now < self.counted_at.saturating_add(COUNT_EVERY_MS) {
+            return;
+        }
+        self.counted_at = now;
+        let windows = self
+            .slots
+            .iter()
+            .flat_map(|k| k.terms.iter().map(|t| &t.local));
+        self.stats.count_slices(true, windows);
+    }
+}
+
+/// Builds the keys operator over contributions and shares (exchanged by
+/// key) and the control stream.
+pub fn keys<'s>(
+    input: StreamVec<'s, Time, KeyInput>,
+    control: StreamVec<'s, Time, Control>,
+    registry: PlanRegistry,
+    update_interval: Time,
+    stats: Arc<WindowStats>,
 ) -> VecCollection<'s, Time, Output, isize> {
-    let exchange = Exchange::new(|(((_, key), _), _, _): &(Summary, Time, isize)| route(key));
-    summaries
-        .inner
+    let exchange = Exchange::new(route_input);
+    input
         .binary_frontier(
-            rule_changes,
+            control,
             exchange,
             Pipeline,
             "Keys",
             move |_initial, _info| {
-                type Pending = (Vec<(TermId, GroupKey, Partial, isize)>, Vec<(RuleId, bool)>);
-                let mut pending: BTreeMap<Time, Pending> = BTreeMap::new();
-                let mut rules: BTreeMap<RuleId, Installed> = BTreeMap::new();
-                let mut by_group: [Vec<RuleId>; 4] = Default::default();
-                let mut keys: FxHashMap<GroupKey, KeyState> = FxHashMap::default();
-                let mut held: Option<Capability<Time>> = None;
-                let mut scratch = Scratch::default();
-                let mut changed: Vec<TermId> = Vec::new();
-                move |(summaries, summaries_frontier), (changes, changes_frontier), output| {
-                    summaries.for_each(|cap, data| {
-                        let Some(t) = cap.least().copied() else {
-                            return;
-                        };
-                        if held.as_ref().is_none_or(|h| t < *h.time()) {
-                            held = cap.retain_least(0);
-                        }
-                        for (((term, key), p), time, diff) in data.drain(..) {
-                            pending
-                                .entry(time)
-                                .or_default()
-                                .0
-                                .push((term, key, p, diff));
-                        }
-                    });
-                    changes.for_each(|cap, data| {
-                        let Some(t) = cap.least().copied() else {
-                            return;
-                        };
-                        if held.as_ref().is_none_or(|h| t < *h.time()) {
-                            held = cap.retain_least(0);
-                        }
-                        pending.entry(t).or_default().1.append(data);
-                    });
-                    let first = |f: &timely::progress::frontier::MutableAntichain<Time>| {
-                        f.frontier().first().copied().unwrap_or(Time::MAX)
-                    };
-                    let complete_before = first(summaries_frontier).min(first(changes_frontier));
+                let mut state = KeysState {
+                    registry,
+                    update_interval,
+                    rules: Rules::default(),
+                    slots: Vec::new(),
+                    free: Vec::new(),
+                    index: FxHashMap::default(),
+                    calendar: Calendar::default(),
+                    scratch: Scratch::default(),
+                    stats,
+                    counted_at: 0,
+                };
+                let mut queued: Queued<KeyInput> = Queued::default();
+                move |(input, input_frontier), (control_in, control_frontier), output| {
+                    input.for_each(|cap, data| queued.data(cap, data));
+                    control_in.for_each(|cap, data| queued.controls(cap, data));
+                    let complete_before = first(input_frontier).min(first(control_frontier));
+                    let Queued { waiting, held } = &mut queued;
                     if let Some(cap) = held.as_ref() {
                         let mut session = output.session(cap);
-                        while let Some(entry) = pending.first_entry() {
-                            let now = *entry.key();
-                            if now >= complete_before {
-                                break;
+                        let mut out = |data: Output, at: Time, diff: isize| {
+                            session.give((data, at, diff));
+                        };
+                        let mut rules_changed = false;
+                        waiting.work(complete_before, |work| match work {
+                            Work::Arrived(_, batch) => state.insert(batch),
+                            Work::RunTo(bound) => state.run_due(bound, &mut out),
+                            Work::Controls(changes) => {
+                                rules_changed = state.apply_controls(changes);
                             }
-                            let (updates, rule_changes) = entry.remove();
-                            let rules_changed = !rule_changes.is_empty();
-                            if rules_changed {
-                                for (id, add) in rule_changes {
-                                    if add {
-                                        if let Some(info) = registry.info(id) {
-                                            rules.insert(
-                                                id,
-                                                Installed {
-                                                    plan: info.plan.clone(),
-                                                    terms: info.term_ids.clone(),
-                                                },
-                                            );
-                                        }
-                                    } else {
-                                        rules.remove(&id);
-                                    }
+                            Work::Changed(at) => {
+                                if std::mem::take(&mut rules_changed) {
+                                    state.rejudge_all(at, &mut out);
                                 }
-                                for list in &mut by_group {
-                                    list.clear();
-                                }
-                                for (id, r) in &rules {
-                                    by_group[group_index(r.plan.group_by)].push(*id);
-                                }
+                                state.run_due(at + 1, &mut out);
                             }
-                            // (key, term) pairs that changed; after a rule
-                            // change, every key and every rule.
-                            let mut touched: Vec<(GroupKey, TermId)> =
-                                Vec::with_capacity(updates.len());
-                            for (term, key, p, diff) in updates {
-                                keys.entry(key).or_default().apply(term, p, diff);
-                                touched.push((key, term));
-                            }
-                            if rules_changed {
-                                touched.extend(keys.keys().map(|k| (*k, 0)));
-                            }
-                            touched.sort_unstable();
-                            touched.dedup();
-                            let mut i = 0;
-                            while i < touched.len() {
-                                let key = touched[i].0;
-                                let mut j = i;
-                                while j < touched.len() && touched[j].0 == key {
-                                    j += 1;
-                                }
-                                changed.clear();
-                                changed.extend(touched[i..j].iter().map(|(_, t)| *t));
-                                i = j;
-                                let Some(state) = keys.get_mut(&key) else {
-                                    continue;
-                                };
-                                let group = &by_group[group_index(group_of(&key))];
-                                let only = (!rules_changed).then_some(changed.as_slice());
-                                reevaluate(
-                                    state,
-                                    &rules,
-                                    group,
-                                    only,
-                                    &mut scratch,
-                                    |rule, old, new| {
-                                        if let Some(old) = old {
-                                            session.give((((rule, key), old), now, -1));
-                                        }
-                                        if let Some(new) = new {
-                                            session.give((((rule, key), new.clone()), now, 1));
-                                        }
-                                    },
-                                );
-                                if state.partials.is_empty() && state.outputs.is_empty() {
-                                    keys.remove(&key);
-                                }
-                            }
+                        });
+                        if complete_before < Time::MAX {
+                            state.count_slices(complete_before);
                         }
                     }
-                    match pending.keys().next() {
-                        Some(t) => {
-                            if let Some(cap) = held.as_mut() {
-                                if *cap.time() < *t {
-                                    cap.downgrade(t);
-                                }
-                            }
-                        }
-                        None => held = None,
-                    }
+                    queued.settle(state.calendar.peek().map(|(t, _)| t));
                 }
             },
         )

@@ -10,28 +10,39 @@
 //! gateway drives it through [`Engine`] and reads [`EngineOutput`].
 //!
 //! ```text
-//!  Engine::send_events ─┐                       (per worker, routed by place)
-//!  Engine::add_rule ────┼─▶ command channel ─▶ timely input
-//!  Engine::advance ─────┘                          │
-//!                                                  ▼
-//!                    window operator: filter, key, combine; +1 at window entry, −1 at exit
-//!                                                  │  ((rule, group, place), partial)
-//!  reference data ─▶ sensors / segments / cell→district collections
-//!                                                  ▼
-//!                    join (place → cell → district) ▶ reduce per (rule, key): aggregate + condition
-//!                                                  │  ((rule, key), AlertRow)
-//!                                                  ▼
-//!                    inspect + probe ─▶ merge thread ─▶ EngineOutput (changes per time, in order)
+//!  Engine::send_events ─┐                        (per worker, routed by place)
+//!  Engine::add_rule ────┼─▶ command channel ─▶ timely inputs
+//!  Engine::advance ─────┤                        │ events, rule changes
+//!  Engine::update_reference ┘                    ▼
+//!        place: parse, filter, (enter, exit) per term; key known? ──────────┐
+//!                   │ keyed through reference data: by source (cell, entity) │
+//!                   ▼                                                        │
+//!        sources: each source's contributions; this worker's share of       │
+//!                 each key's window under the reference data in force ──┐    │
+//!                   (control: rule changes, reference changes)          │    │
+//!                                                     summaries by key  ▼    ▼ contributions by key
+//!        keys: each key's windows as slices (one partial per step), its own
+//!              timeline to the frontier; every rule of a key judged at once;
+//!              holds, hysteresis, sequences; value-only updates coalesced
+//!                   │  ((rule, key), AlertRow) as a differential collection
+//!                   ▼
+//!        inhibition (differential: distinct, join with cell → district, antijoin)
+//!                   │
+//!                   ▼
+//!        inspect + probe ─▶ merge thread ─▶ EngineOutput (changes per time, in order)
 //! ```
 
 mod alerts;
 pub mod engine;
 mod keys;
+pub mod place;
+mod queue;
 mod registry;
+mod slices;
+mod sources;
 mod temporal;
 pub mod types;
-pub mod window;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineOutput, RetainedStats};
+pub use place::{placement, ChunkReport, WindowConfig};
 pub use types::{AlertRow, AlertUpdate, GroupKey, RuleId, Time, F64};
-pub use window::{placement, ChunkReport, WindowConfig};

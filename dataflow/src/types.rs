@@ -1,7 +1,7 @@
 //! The records that flow through the engine's dataflow.
 
 use jingzhi_rules::event::Location;
-use jingzhi_rules::plan::{GroupBy, Severity, TermStats};
+use jingzhi_rules::plan::{Severity, TermStats};
 use jingzhi_rules::space::CellId;
 use jingzhi_rules::Sym;
 use serde::{Deserialize, Serialize};
@@ -83,113 +83,89 @@ impl fmt::Display for GroupKey {
     }
 }
 
-/// How a rule term keys its contributions: the rule's group and, for cell
-/// groups, how many rings of neighbouring cells the term also covers.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Scope {
-    pub group_by: GroupBy,
-    pub rings: u8,
-}
-
-/// A combined contribution of one or more events to one shared term,
-/// entering and leaving the window together.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A windowed aggregate's running state: what any number of contributions
+/// merge into exactly (count, sum, extremes, latest).
+#[derive(Copy, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Partial {
-    /// Which slice of the window, by exit time, this partial leaves in:
-    /// aggregation first merges each slice, then the slices, so that a
-    /// change re-reads one slice rather than the whole window.
-    pub slice: u32,
     pub count: u64,
-    pub sum: F64,
-    pub min: F64,
-    pub max: F64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
     /// Event time and value of the latest contribution (for `last`).
     pub last_ts: u64,
-    pub last: F64,
-    /// For `count_distinct`: the value's token; partials only combine
-    /// events with equal tokens. 0 for other aggregates.
-    pub token: u64,
+    pub last: f64,
+}
+
+impl Default for Partial {
+    fn default() -> Partial {
+        Partial::EMPTY
+    }
 }
 
 impl Partial {
-    pub fn new(slice: u32, x: f64, ts: u64, token: u64) -> Partial {
+    /// Nothing yet, to merge into.
+    pub const EMPTY: Partial = Partial {
+        count: 0,
+        sum: 0.0,
+        min: 0.0,
+        max: 0.0,
+        last_ts: 0,
+        last: 0.0,
+    };
+
+    /// One contribution `x` of an event at `ts`.
+    pub fn of(x: f64, ts: u64) -> Partial {
         Partial {
-            slice,
             count: 1,
-            sum: F64(x),
-            min: F64(x),
-            max: F64(x),
+            sum: x,
+            min: x,
+            max: x,
             last_ts: ts,
-            last: F64(x),
-            token,
+            last: x,
         }
     }
 
-    /// An empty partial, to merge into.
-    pub fn empty() -> Partial {
-        Partial {
-            count: 0,
-            ..Partial::new(0, 0.0, 0, 0)
-        }
-    }
-
-    pub fn add(&mut self, x: f64, ts: u64) {
-        self.count += 1;
-        self.sum.0 += x;
-        if x < self.min.0 {
-            self.min = F64(x);
-        }
-        if x > self.max.0 {
-            self.max = F64(x);
-        }
-        if (ts, F64(x)) > (self.last_ts, self.last) {
-            self.last_ts = ts;
-            self.last = F64(x);
-        }
-    }
-
-    /// Merges `other`, counted `times` times.
-    pub fn merge(&mut self, other: &Partial, times: u64) {
-        if other.count == 0 || times == 0 {
+    pub fn merge(&mut self, other: &Partial) {
+        if other.count == 0 {
             return;
         }
         if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        if other.min < self.min {
             self.min = other.min;
+        }
+        if other.max > self.max {
             self.max = other.max;
+        }
+        if (other.last_ts, F64(other.last)) > (self.last_ts, F64(self.last)) {
             self.last_ts = other.last_ts;
             self.last = other.last;
-        } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-            if (other.last_ts, other.last) > (self.last_ts, self.last) {
-                self.last_ts = other.last_ts;
-                self.last = other.last;
-            }
         }
-        self.count += other.count * times;
-        self.sum.0 += other.sum.0 * times as f64;
     }
 
-    pub fn stats(&self) -> TermStats {
+    /// As the rule language sees it; `distinct` is counted by whoever
+    /// holds the tokens.
+    pub fn stats(&self, distinct: u64) -> TermStats {
         TermStats {
             count: self.count,
-            sum: self.sum.0,
-            min: self.min.0,
-            max: self.max.0,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
             last_ts: self.last_ts,
-            last: self.last.0,
-            distinct: 0,
+            last: self.last,
+            distinct,
         }
     }
 }
 
 /// A term computed once for every rule that uses it: a hash of what the
 /// window operator and the aggregation read (stream, filter, value,
-/// window, grouping, rings), not of the rule or the term's name.
+/// window, step, grouping, rings), not of the rule or the term's name.
 pub type TermId = u64;
-
-/// The key of a partial on its way to its group: term, how it groups, where.
-pub type PartialKey = (TermId, Scope, Place);
 
 /// One term's window contents for one key, as evidence.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -202,26 +178,17 @@ pub struct TermEvidence {
     pub distinct: u64,
 }
 
-/// A key's term values and evidence at one time: what a temporal rule's
-/// state machine reads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Facts {
-    pub values: Vec<Option<F64>>,
-    pub evidence: Vec<TermEvidence>,
-}
-
-impl Facts {
-    pub fn plain_values(&self) -> Vec<Option<f64>> {
-        self.values.iter().map(|v| v.map(|x| x.0)).collect()
+impl TermEvidence {
+    pub fn of(s: &TermStats) -> TermEvidence {
+        TermEvidence {
+            count: s.count,
+            sum: F64(s.sum),
+            min: F64(s.min),
+            max: F64(s.max),
+            last: F64(s.last),
+            distinct: s.distinct,
+        }
     }
-}
-
-/// What the per-key reduce produces: an alert outright (rules without
-/// history), or facts for a temporal rule's state machine.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum KeyOutput {
-    Alert(AlertRow),
-    Facts(Facts),
 }
 
 /// The state of an active alert as the dataflow computes it.

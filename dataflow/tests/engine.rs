@@ -164,9 +164,11 @@ fn run(
                 resolution_ms: 1000,
                 keep_history: true,
                 min_history_ms: 0,
+                ..WindowConfig::default()
             },
             command_capacity: 64,
             grid: Default::default(),
+            update_interval_ms: 1000,
         };
         let (engine, out) = Engine::start(config, 0).unwrap();
         engine.add_rule(Arc::new(plan)).await.unwrap();
@@ -310,9 +312,11 @@ fn rules_sharing_terms_come_and_go_independently() {
                 resolution_ms: 1000,
                 keep_history: false,
                 min_history_ms: 0,
+                ..WindowConfig::default()
             },
             command_capacity: 64,
             grid: Default::default(),
+            update_interval_ms: 1000,
         };
         let (engine, out) = Engine::start(config, T0).unwrap();
         let wet_id = engine.add_rule(Arc::new(wet)).await.unwrap();

@@ -1,7 +1,9 @@
 //! The incremental engine against the batch oracle (`jingzhi_rules::oracle`)
 //! on random rules and random scripts: out-of-order arrivals within the
 //! window, late events beyond it, duplicate ids, entity-located events and
-//! sensors moving between cells, with 1, 2 and 4 workers.
+//! sensors moving between cells, windows from a second to an hour (with
+//! and without `every`), dense bursts of events on few keys, and value-only
+//! updates coalesced to one a second, with 1, 2 and 4 workers.
 //!
 //! Seeded and reproducible: `JINGZHI_SEED=<n>` replays a run (the seed is
 //! printed on failure), `JINGZHI_CASES=<n>` sets the number of cases. A
@@ -26,6 +28,9 @@ use std::sync::Arc;
 
 const T0: Time = 1_767_225_600_000;
 const RESOLUTION: Time = 1000;
+/// Value-only updates within this much engine time are coalesced (both
+/// sides follow the same rule); events arrive on 250 ms steps.
+const UPDATE_INTERVAL: Time = 1000;
 const CELLS: u32 = 6;
 const SENSORS: usize = 3;
 
@@ -159,6 +164,8 @@ struct TermSpec {
     filter: Option<Filter>,
     tumbling: bool,
     seconds: u64,
+    /// `every N s` after a sliding window.
+    every: Option<u64>,
     rings: u32,
 }
 
@@ -242,8 +249,12 @@ impl RuleSpec {
                 1 => " within 1 ring".into(),
                 n => format!(" within {n} rings"),
             };
+            let every = match term.every {
+                Some(e) if !term.tumbling && e <= term.seconds => format!(" every {e}s"),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "  let t{t} = {agg}({}{filter}) over {window}{}s{rings}\n",
+                "  let t{t} = {agg}({}{filter}) over {window}{}s{every}{rings}\n",
                 term.source.arg(),
                 term.seconds
             ));
@@ -316,10 +327,13 @@ fn term_spec(group: Group) -> impl Strategy<Value = TermSpec> {
             "count_distinct",
         ]),
         any::<bool>(),
-        prop::sample::select(vec![1u64, 2, 3, 5, 10, 30]),
+        // Short windows step by the resolution; long ones by a sixtieth
+        // of their length, or by `every`.
+        prop::sample::select(vec![1u64, 2, 3, 5, 10, 30, 120, 300, 600, 3600]),
+        prop::option::weighted(0.25, prop::sample::select(vec![1u64, 2, 5, 30])),
         prop::sample::select(vec![0u32, 0, 0, 1, 2]),
     )
-        .prop_flat_map(move |(source, agg, tumbling, seconds, rings)| {
+        .prop_flat_map(move |(source, agg, tumbling, seconds, every, rings)| {
             // Text fields can only be counted.
             let agg = if source.is_text() && !matches!(agg, "count" | "count_distinct") {
                 "count_distinct"
@@ -333,17 +347,21 @@ fn term_spec(group: Group) -> impl Strategy<Value = TermSpec> {
                 prop::option::of(filter_for(source.stream())),
                 Just(tumbling),
                 Just(seconds),
+                Just(every),
                 Just(rings),
             )
         })
-        .prop_map(|(source, agg, filter, tumbling, seconds, rings)| TermSpec {
-            agg,
-            source,
-            filter,
-            tumbling,
-            seconds,
-            rings,
-        })
+        .prop_map(
+            |(source, agg, filter, tumbling, seconds, every, rings)| TermSpec {
+                agg,
+                source,
+                filter,
+                tumbling,
+                seconds,
+                every,
+                rings,
+            },
+        )
 }
 
 fn cond(terms: usize, absence: bool) -> BoxedStrategy<Cond> {
@@ -442,9 +460,22 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
     ]
 }
 
+/// A dense burst: many readings on few keys within a few seconds, so that
+/// slices combine many events.
+fn burst_spec() -> impl Strategy<Value = EventSpec> {
+    let offset = -8..8i32;
+    prop_oneof![
+        3 => (offset.clone(), 0..2u32, 0..3u8, 0..20u8, prop::bool::weighted(0.2))
+            .prop_map(|(o, c, k, v, by_id)| EventSpec::Sensor(o, c, k, v, by_id)),
+        2 => (offset, 0..2u32, 0..30u8, prop::option::of(0..10u8))
+            .prop_map(|(o, c, s, f)| EventSpec::Traffic(o, c, s, f)),
+    ]
+}
+
 fn step_spec() -> impl Strategy<Value = StepSpec> {
     prop_oneof![
         6 => prop::collection::vec(event_spec(), 1..12).prop_map(StepSpec::Events),
+        1 => prop::collection::vec(burst_spec(), 20..50).prop_map(StepSpec::Events),
         5 => (0..40u16).prop_map(StepSpec::Advance),
         1 => (0..SENSORS, 0..CELLS).prop_map(|(s, c)| StepSpec::MoveSensor(s, c)),
     ]
@@ -486,8 +517,9 @@ impl Case {
                 )),
             }
         }
-        // Let every window close within the script.
-        clock += 65_000;
+        // Let every window close within the script (the longest reach is a
+        // tumbling hour's two hours).
+        clock += 2 * 3_600_000 + 65_000;
         out.push(Step::Advance(clock));
         (out, clock)
     }
@@ -650,11 +682,11 @@ fn run_engine(plans: &[RulePlan], steps: &[Step], end: Time, workers: usize) -> 
             workers,
             window: WindowConfig {
                 resolution_ms: RESOLUTION,
-                keep_history: true,
-                min_history_ms: 0,
+                ..WindowConfig::default()
             },
             command_capacity: 64,
             grid: reference().grid,
+            update_interval_ms: UPDATE_INTERVAL,
         };
         let (engine, out) = Engine::start(config, 0).unwrap();
         engine
@@ -763,7 +795,13 @@ fn engine_matches_the_oracle_on_random_rules_and_scripts() {
     let result = runner.run(&case_strategy(), |case| {
         let plans = compile_rules(&case.rules_text());
         let (steps, end) = case.script();
-        let expected = flat_oracle(evaluate(&plans, &reference(), &steps, RESOLUTION));
+        let expected = flat_oracle(evaluate(
+            &plans,
+            &reference(),
+            &steps,
+            RESOLUTION,
+            UPDATE_INTERVAL,
+        ));
         if !expected.is_empty() {
             eventful.set(eventful.get() + 1);
             changes.set(changes.get() + expected.len());

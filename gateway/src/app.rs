@@ -200,9 +200,11 @@ impl App {
                 resolution_ms: config.resolution_ms.max(1),
                 keep_history: true,
                 min_history_ms: config.min_history_ms,
+                max_history_events: config.history_max_events,
             },
             command_capacity: 1024,
             grid: reference.grid.clone(),
+            update_interval_ms: config.update_interval_ms,
         };
         let (engine, output) = Engine::start(engine_config, clock)?;
         engine.update_reference(reference.as_changes()).await?;
@@ -328,7 +330,12 @@ impl App {
 
     fn rules_changed(&self) {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
-        let reach = rules.values().map(|r| r.plan.reach()).max().unwrap_or(0);
+        let resolution = self.config.resolution_ms.max(1);
+        let reach = rules
+            .values()
+            .map(|r| r.plan.reach(resolution))
+            .max()
+            .unwrap_or(0);
         self.max_reach.store(reach, Ordering::Relaxed);
         self.metrics.rules_loaded.set(rules.len() as i64);
         self.metrics.set_rules(rules.keys().map(String::as_str));
@@ -561,6 +568,13 @@ impl App {
             let r = self.engine.retained();
             self.metrics.window_records.set(r.window_records() as i64);
             self.metrics.history_events.set(r.history_events as i64);
+            // The engine counts since start; the counter follows it.
+            let seen = self.metrics.updates_coalesced.get();
+            if r.coalesced_updates > seen {
+                self.metrics
+                    .updates_coalesced
+                    .inc_by(r.coalesced_updates - seen);
+            }
             let clock = self.published_clock();
             self.metrics.clock_ms.set(clock as i64);
             self.metrics

@@ -90,6 +90,12 @@ pub struct ServerConfig {
     pub ws_send_timeout_ms: u64,
     /// Keep at least this much event history for rules added while running.
     pub min_history_ms: u64,
+    /// Keep at most this many events (per worker) for rules added while
+    /// running.
+    pub history_max_events: usize,
+    /// An alert's value-only updates go out at most once per this much
+    /// engine time; raises, clears and colour changes go out at once.
+    pub update_interval_ms: u64,
     /// Where the store (`jingzhi.db`) and the event log (`log/`) live;
     /// without one, alert history and operator state are kept in memory
     /// and accepted events are not logged.
@@ -130,6 +136,8 @@ impl Default for ServerConfig {
             ws_buffer: 4096,
             ws_send_timeout_ms: 10_000,
             min_history_ms: 0,
+            history_max_events: 1_000_000,
+            update_interval_ms: 1000,
             data_dir: None,
             sync: SyncPolicy::Interval(std::time::Duration::from_millis(DEFAULT_SYNC_INTERVAL_MS)),
             log_retention_ms: 3_600_000,
@@ -172,6 +180,8 @@ pub struct FileConfig {
     pub rules: Option<PathBuf>,
     pub reference: Option<PathBuf>,
     pub resolution: Option<String>,
+    pub update_interval: Option<String>,
+    pub history_max_events: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub max_future: Option<String>,
     pub ws_buffer: Option<usize>,
@@ -223,6 +233,8 @@ const ENV_SETTINGS: &[(&str, bool)] = &[
     ("rules", true),
     ("reference", true),
     ("resolution", true),
+    ("update_interval", true),
+    ("history_max_events", false),
     ("max_body_bytes", false),
     ("max_future", true),
     ("ws_buffer", false),
@@ -272,6 +284,8 @@ impl FileConfig {
             rules: other.rules.or(self.rules),
             reference: other.reference.or(self.reference),
             resolution: other.resolution.or(self.resolution),
+            update_interval: other.update_interval.or(self.update_interval),
+            history_max_events: other.history_max_events.or(self.history_max_events),
             max_body_bytes: other.max_body_bytes.or(self.max_body_bytes),
             max_future: other.max_future.or(self.max_future),
             ws_buffer: other.ws_buffer.or(self.ws_buffer),
@@ -332,6 +346,12 @@ impl FileConfig {
         }
         if let Some(v) = self.reference {
             config.reference = Some(v);
+        }
+        if let Some(v) = &self.update_interval {
+            config.update_interval_ms = duration("update_interval", v)?;
+        }
+        if let Some(v) = self.history_max_events {
+            config.history_max_events = v;
         }
         if let Some(v) = &self.resolution {
             config.resolution_ms = duration("resolution", v)?.max(1);

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub worker_frontier: GaugeVec,
     pub window_records: IntGauge,
     pub history_events: IntGauge,
+    pub updates_coalesced: IntCounter,
     pub rules_loaded: IntGauge,
     pub reference_changes: IntCounter,
     pub build_info: IntGaugeVec,
@@ -296,7 +297,11 @@ impl Metrics {
         );
         let window_records = b.gauge(
             "jingzhi_window_records",
-            "Combined records held in open windows (entries waiting and exits pending).",
+            "Window slices held: one partial aggregate per key, term and step (waiting to enter or to leave).",
+        );
+        let updates_coalesced = b.counter(
+            "jingzhi_alert_updates_coalesced_total",
+            "Value-only alert updates held back by the update interval (a later update carried their values).",
         );
         let history_events = b.gauge(
             "jingzhi_history_events",
@@ -422,6 +427,7 @@ impl Metrics {
             worker_frontier,
             window_records,
             history_events,
+            updates_coalesced,
             rules_loaded,
             reference_changes,
             build_info,
@@ -852,6 +858,7 @@ mod tests {
             "jingzhi_clock_timestamp_seconds",
             "jingzhi_worker_frontier_timestamp_seconds",
             "jingzhi_window_records",
+            "jingzhi_alert_updates_coalesced_total",
             "jingzhi_alerts_active",
             "jingzhi_alerts_active_by_rule",
             "jingzhi_alerts_raised_total",

@@ -132,7 +132,7 @@ fn edit_error(e: RuleEditError, code: &'static str, status: StatusCode) -> Respo
 }
 
 /// What a rule computes, in brief.
-pub fn plan_summary(plan: &RulePlan) -> Value {
+pub fn plan_summary(plan: &RulePlan, resolution_ms: u64) -> Value {
     json!({
         "severity": plan.severity,
         "severity_ladder": plan.severity_ladder.iter().map(|(s, _)| s).collect::<Vec<_>>(),
@@ -142,6 +142,7 @@ pub fn plan_summary(plan: &RulePlan) -> Value {
             "aggregate": t.agg.name(),
             "stream": t.stream.name(),
             "window": t.window,
+            "step": format_duration(t.step(resolution_ms)),
             "rings": t.rings,
             "hidden": t.hidden,
         })).collect::<Vec<_>>(),
@@ -150,7 +151,7 @@ pub fn plan_summary(plan: &RulePlan) -> Value {
         "sequence": plan.after.is_some(),
         "inhibited_by": plan.inhibited_by,
         "labels": plan.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        "reach": format_duration(plan.reach()),
+        "reach": format_duration(plan.reach(resolution_ms)),
         "temporal": plan.is_temporal(),
     })
 }
@@ -232,7 +233,7 @@ pub async fn get_rule(
         "version": current.map(|v| v.version),
         "published_at": current.map(|v| v.published_at),
         "source": current.map_or(plan.source.as_str(), |v| v.source.as_str()),
-        "plan": plan_summary(&plan),
+        "plan": plan_summary(&plan, app.config.resolution_ms.max(1)),
         "history": history,
     })))
 }

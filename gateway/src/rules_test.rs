@@ -562,9 +562,11 @@ pub fn run_scenario(s: &Scenario, workers: usize) -> Result<Vec<Vec<ActiveAlert>
                 resolution_ms: 1000,
                 keep_history: true,
                 min_history_ms: 0,
+                ..WindowConfig::default()
             },
             command_capacity: 1024,
             grid: s.reference.grid.clone(),
+            update_interval_ms: 1000,
         };
         let (engine, output) = Engine::start(config, initial).map_err(|e| e.to_string())?;
         let result = drive(s, &engine, &output, initial).await;

@@ -145,7 +145,7 @@ pub struct Rings {
     pub span: Span,
 }
 
-/// `FUNCTION(ARGUMENT [where FILTER]) over [tumbling] DURATION [within N rings]`.
+/// `FUNCTION(ARGUMENT [where FILTER]) over [tumbling] DURATION [every DURATION] [within N rings]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Aggregate {
     pub function: Ident,
@@ -164,6 +164,8 @@ pub struct WindowSpec {
     pub length: Option<u64>,
     /// The duration.
     pub span: Span,
+    /// `every DURATION`: the step a sliding window advances in.
+    pub every: Option<DurationLit>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -292,6 +294,9 @@ impl Aggregate {
             filter.erase_spans();
         }
         self.window.span = Span::default();
+        if let Some(every) = &mut self.window.every {
+            every.span = Span::default();
+        }
         if let Some(rings) = &mut self.rings {
             rings.number = Span::default();
             rings.span = Span::default();

@@ -34,7 +34,7 @@ use crate::schema::{FieldDef, StreamKind, Type};
 use crate::span::{line_col, Span};
 use crate::suggest;
 use crate::sym::{Sym, SymError};
-use crate::time::format_duration;
+use crate::time::{format_duration, Millis};
 use std::collections::HashMap;
 
 /// Longest window accepted: a year and a day. Longer ones are surely a
@@ -226,6 +226,7 @@ fn hidden_count(
             tumbling: false,
             length: length.length,
             span: length.span,
+            every: None,
         },
         rings: None,
         span,
@@ -653,6 +654,11 @@ impl<'a> RuleChecker<'a> {
             self.error(d);
         }
         let window = self.window(&agg.window);
+        let every = match (&agg.window.every, window) {
+            (None, _) => Some(None),
+            (Some(every), Some(window)) => self.every(every, window).map(Some),
+            (Some(_), None) => None,
+        };
 
         let (stream, value) = if function == Some(AggFn::Count) {
             self.count_argument(&agg.argument)
@@ -703,7 +709,57 @@ impl<'a> RuleChecker<'a> {
             window: window?,
             rings: rings?,
             hidden: false,
+            every: every?,
         })
+    }
+
+    /// `every D` after a window: a sliding window's step, at least the
+    /// resolution, a multiple of it, and at most the window.
+    fn every(&mut self, every: &ast::DurationLit, window: Window) -> Option<Millis> {
+        // A malformed duration has been reported by the lexer.
+        let ms = every.length?;
+        let resolution = self.opts.min_window_ms.max(1);
+        let problem = match window {
+            Window::Tumbling(_) => Some((
+                "`every` applies to sliding windows only".to_string(),
+                "a tumbling window moves by its own length",
+                "remove `every`, or make the window sliding".to_string(),
+            )),
+            Window::Sliding(w) if ms > w => Some((
+                format!(
+                    "step `{}` is longer than its window `{}`",
+                    format_duration(ms),
+                    format_duration(w)
+                ),
+                "too long",
+                format!("use a step of at most `{}`", format_duration(w)),
+            )),
+            Window::Sliding(_) if ms < resolution || ms % resolution != 0 => Some((
+                format!(
+                    "step `{}` is not a whole number of time resolutions (`{}`)",
+                    format_duration(ms),
+                    format_duration(resolution)
+                ),
+                "not a multiple of the resolution",
+                format!(
+                    "use a multiple of `{}`, like `{}`",
+                    format_duration(resolution),
+                    format_duration(ms.div_ceil(resolution).max(1) * resolution)
+                ),
+            )),
+            Window::Sliding(_) => None,
+        };
+        match problem {
+            None => Some(ms),
+            Some((message, label, help)) => {
+                let d = self
+                    .err("E031", every.span, message)
+                    .with_label(label)
+                    .with_help(help);
+                self.error(d);
+                None
+            }
+        }
     }
 
     /// E029: a term on a stream the group key cannot place.

@@ -28,6 +28,7 @@ pub enum Keyword {
     Where,
     Over,
     Tumbling,
+    Every,
     And,
     Or,
     Not,
@@ -46,7 +47,7 @@ pub enum Keyword {
 }
 
 impl Keyword {
-    pub const ALL: [Keyword; 25] = [
+    pub const ALL: [Keyword; 26] = [
         Keyword::Rule,
         Keyword::Severity,
         Keyword::Group,
@@ -57,6 +58,7 @@ impl Keyword {
         Keyword::Where,
         Keyword::Over,
         Keyword::Tumbling,
+        Keyword::Every,
         Keyword::And,
         Keyword::Or,
         Keyword::Not,
@@ -86,6 +88,7 @@ impl Keyword {
             Keyword::Where => "where",
             Keyword::Over => "over",
             Keyword::Tumbling => "tumbling",
+            Keyword::Every => "every",
             Keyword::And => "and",
             Keyword::Or => "or",
             Keyword::Not => "not",

@@ -9,7 +9,8 @@
 //! * events arriving while the clock reads `c` take effect at `c + 1`;
 //! * a sliding window `W` holds an event from its arrival (or, if it
 //!   arrives before its time, from `ts` rounded up to the resolution) until
-//!   `ts + W` rounded up to the resolution;
+//!   `ts + W` rounded up to the window's step (`every`, or `W / 60`, at
+//!   least the resolution);
 //! * a tumbling window `W` reports window `k = ts / W` from `(k+1)·W` until
 //!   `(k+2)·W` (and a late event from its arrival);
 //! * places resolve to cells, cells to districts, through the reference data
@@ -21,6 +22,10 @@
 //!   exactly while its key has facts and the condition is true. Otherwise
 //!   each key runs the state machine in [`step`], in time order, including
 //!   the instants at which a hold duration expires;
+//! * an alert whose values change but not its severity shows the change
+//!   only once the update interval has passed since its row last changed,
+//!   with the values current then; raises, clears and changes of severity
+//!   show at once;
 //! * an alert of a rule inhibited by another is suppressed while that
 //!   rule's (own, uninhibited) alert is active on the same key or, for a
 //!   cell, on the district that contains the cell.
@@ -29,7 +34,8 @@
 
 use crate::event::{Body, Event, Location};
 use crate::plan::{
-    distinct_token, term_input, AggFn, GroupBy, RulePlan, Severity, TermStats, Window,
+    distinct_token, sliding_step, term_input, AggFn, GroupBy, RulePlan, Severity, Term, TermStats,
+    Window,
 };
 use crate::space::{CellId, Reference, ReferenceChange};
 use crate::sym::Sym;
@@ -152,6 +158,7 @@ pub fn evaluate(
     initial: &Reference,
     steps: &[Step],
     resolution_ms: Millis,
+    update_interval_ms: Millis,
 ) -> Vec<OracleChange> {
     let resolution = resolution_ms.max(1);
     let mut clock: Millis = 0;
@@ -175,8 +182,8 @@ pub fn evaluate(
         instants.insert(a.effective);
         for rule in rules {
             for term in &rule.terms {
-                let (start, end) = interval(term.window, a.event.ts, resolution);
-                instants.insert(entry(term.window, start, a.effective, resolution));
+                let (start, end) = interval(term, a.event.ts, resolution);
+                instants.insert(entry(term, start, a.effective, resolution));
                 instants.insert(end);
             }
         }
@@ -184,6 +191,10 @@ pub fn evaluate(
     instants.extend(ref_changes.iter().map(|(t, _)| *t));
 
     let mut states: Vec<BTreeMap<OracleKey, KeyState>> = vec![BTreeMap::new(); rules.len()];
+    // What each rule shows per key, and since when (value-only updates
+    // wait for the update interval).
+    let mut shown: Vec<BTreeMap<OracleKey, (OracleRow, Millis)>> =
+        vec![BTreeMap::new(); rules.len()];
     let mut previous: BTreeMap<(String, OracleKey), OracleRow> = BTreeMap::new();
     let mut changes = Vec::new();
     while let Some(now) = instants.pop_first() {
@@ -223,7 +234,13 @@ pub fn evaluate(
                     }
                 }
             }
-            own.push(active);
+            own.push(coalesce(
+                &mut shown[r],
+                active,
+                now,
+                update_interval_ms,
+                &mut instants,
+            ));
         }
         let mut current: BTreeMap<(String, OracleKey), OracleRow> = BTreeMap::new();
         for (r, rule) in rules.iter().enumerate() {
@@ -268,6 +285,43 @@ pub fn evaluate(
     changes
 }
 
+/// What a rule shows at `now`, given what it computes (`active`): a raise,
+/// a clear or a change of severity shows at once; a change of values only
+/// shows once `interval` has passed since the key's row last changed, with
+/// the values current then (and `now` is looked at again when it has).
+fn coalesce(
+    shown: &mut BTreeMap<OracleKey, (OracleRow, Millis)>,
+    active: BTreeMap<OracleKey, OracleRow>,
+    now: Millis,
+    interval: Millis,
+    instants: &mut BTreeSet<Millis>,
+) -> BTreeMap<OracleKey, OracleRow> {
+    shown.retain(|key, _| active.contains_key(key));
+    for (key, row) in active {
+        match shown.get_mut(&key) {
+            None => {
+                shown.insert(key, (row, now));
+            }
+            Some((old, since)) => {
+                if *old == row {
+                    continue;
+                }
+                let due = *since + interval;
+                if old.severity != row.severity || now >= due {
+                    *old = row;
+                    *since = now;
+                } else {
+                    instants.insert(due);
+                }
+            }
+        }
+    }
+    shown
+        .iter()
+        .map(|(key, (row, _))| (key.clone(), row.clone()))
+        .collect()
+}
+
 fn row(rule: &RulePlan, f: &Facts) -> OracleRow {
     OracleRow {
         severity: rule.severity_for(&f.values),
@@ -282,17 +336,21 @@ fn row(rule: &RulePlan, f: &Facts) -> OracleRow {
     }
 }
 
-/// `[start, end)` of event time `ts` in a window, before arrival is considered.
-fn interval(window: Window, ts: Millis, resolution: Millis) -> (Millis, Millis) {
-    match window {
-        Window::Sliding(w) => (ts, (ts + w).div_ceil(resolution) * resolution),
+/// `[start, end)` of event time `ts` in a term's window, before arrival is
+/// considered: a sliding window lets go at `ts + w` rounded up to its step.
+fn interval(term: &Term, ts: Millis, resolution: Millis) -> (Millis, Millis) {
+    match term.window {
+        Window::Sliding(w) => {
+            let step = sliding_step(w, term.every, resolution);
+            (ts, (ts + w).div_ceil(step) * step)
+        }
         Window::Tumbling(w) => ((ts / w + 1) * w, (ts / w + 2) * w),
     }
 }
 
 /// When an arrival starts to count in a window: see the module docs.
-fn entry(window: Window, start: Millis, effective: Millis, resolution: Millis) -> Millis {
-    match window {
+fn entry(term: &Term, start: Millis, effective: Millis, resolution: Millis) -> Millis {
+    match term.window {
         Window::Sliding(_) if start > effective => start.div_ceil(resolution) * resolution,
         _ => start.max(effective),
     }
@@ -375,8 +433,8 @@ fn facts_at(
     let mut tokens: BTreeMap<(OracleKey, usize), BTreeSet<u64>> = BTreeMap::new();
     for a in arrivals {
         for (i, term) in rule.terms.iter().enumerate() {
-            let (start, end) = interval(term.window, a.event.ts, resolution);
-            if !(entry(term.window, start, a.effective, resolution) <= now && now < end) {
+            let (start, end) = interval(term, a.event.ts, resolution);
+            if !(entry(term, start, a.effective, resolution) <= now && now < end) {
                 continue;
             }
             let Some(x) = term_input(term, &a.event) else {

@@ -760,7 +760,7 @@ impl Parser<'_> {
         })
     }
 
-    /// `(ARGUMENT [where FILTER]) over [tumbling] DURATION`, after the
+    /// `(ARGUMENT [where FILTER]) over [tumbling] DURATION [every DURATION]`, after the
     /// function name.
     fn aggregate(&mut self, function: Ident, nesting: u32) -> PResult<(Aggregate, u32)> {
         self.expect(TokenKind::LParen, "`(`")?;
@@ -799,10 +799,20 @@ impl Parser<'_> {
             "a window length like `10m`",
             "an aggregate needs a window, like `over 10m` or `over tumbling 5m`",
         )?;
+        let every = if self.at_keyword(Keyword::Every) {
+            self.bump();
+            Some(self.duration(
+                "a step like `10s` after `every`",
+                "a sliding window's step is written `over 1h every 30s`",
+            )?)
+        } else {
+            None
+        };
         let window = WindowSpec {
             tumbling,
             length: length.length,
             span: length.span,
+            every,
         };
         // `within N rings`; `within DURATION` belongs to a sequence.
         let rings = if self.at_keyword(Keyword::Within)
@@ -812,9 +822,10 @@ impl Parser<'_> {
         } else {
             None
         };
+        let window_end = window.every.as_ref().map_or(window.span, |e| e.span);
         let span = function
             .span
-            .to(rings.as_ref().map_or(window.span, |r| r.span));
+            .to(rings.as_ref().map_or(window_end, |r| r.span));
         Ok((
             Aggregate {
                 function,

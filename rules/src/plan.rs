@@ -143,7 +143,8 @@ impl AggFn {
 /// An event-time window.
 ///
 /// * `Sliding(w)`: at clock time `t` the window holds events with
-///   `t - w < ts <= t` (retraction rounded up to the engine's resolution).
+///   `t - w < ts <= t`, its far edge advancing in steps (see
+///   [`sliding_step`]): an event leaves at `ts + w` rounded up to the step.
 /// * `Tumbling(w)`: windows are `[k·w, (k+1)·w)` of event time; the result of
 ///   a window is reported once it has closed, from `(k+1)·w` until the next
 ///   window closes at `(k+2)·w`.
@@ -161,14 +162,30 @@ impl Window {
         }
     }
 
-    /// How far back in event time the window can reach from the clock: the
-    /// horizon beyond which an event can no longer contribute.
-    pub fn reach(self) -> Millis {
+    /// How far back in event time the window can reach from the clock, at
+    /// step `step` (see [`sliding_step`]): the horizon beyond which an
+    /// event can no longer contribute.
+    pub fn reach(self, step: Millis) -> Millis {
         match self {
-            Window::Sliding(w) => w,
-            Window::Tumbling(w) => 2 * w,
+            Window::Sliding(w) => w.saturating_add(step),
+            Window::Tumbling(w) => w.saturating_mul(2),
         }
     }
+}
+
+/// How many steps a sliding window without `every` is cut into.
+pub const SLIDING_STEPS: Millis = 60;
+
+/// The step a sliding window of length `w` advances in: `every` as
+/// written, or else a sixtieth of the window, but never less than the
+/// engine's resolution; always a multiple of the resolution. An event
+/// leaves the window at `ts + w` rounded up to a multiple of the step, so
+/// a key's window holds at most about `w / step` slices however many events
+/// fall in it: state grows with keys and steps, not with events.
+pub fn sliding_step(w: Millis, every: Option<Millis>, resolution: Millis) -> Millis {
+    let r = resolution.max(1);
+    let wanted = every.unwrap_or(w / SLIDING_STEPS);
+    wanted.div_ceil(r).max(1) * r
 }
 
 /// One windowed aggregate over one stream.
@@ -191,6 +208,25 @@ pub struct Term {
     /// by the author: not shown in an alert's values.
     #[serde(default)]
     pub hidden: bool,
+    /// `every D` after a sliding window: the step its far edge advances
+    /// in, instead of the default (see [`sliding_step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Millis>,
+}
+
+impl Term {
+    /// The step this term's window advances in (a tumbling window's length).
+    pub fn step(&self, resolution: Millis) -> Millis {
+        match self.window {
+            Window::Sliding(w) => sliding_step(w, self.every, resolution),
+            Window::Tumbling(w) => w,
+        }
+    }
+
+    /// How far back in event time the term can reach from the clock.
+    pub fn reach(&self, resolution: Millis) -> Millis {
+        self.window.reach(self.step(resolution))
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -369,15 +405,23 @@ impl Expr {
                         .any(|l| values_equal(x, literal_value(l)) == Some(true)),
                 )
             }
-            Expr::And(a, b) => match (a.eval(leaf).truth(), b.eval(leaf).truth()) {
-                (Some(false), _) | (_, Some(false)) => Value::Bool(false),
-                (Some(true), Some(true)) => Value::Bool(true),
-                _ => Value::Null,
+            // Three-valued logic, without reading the right side when the
+            // left decides.
+            Expr::And(a, b) => match a.eval(leaf).truth() {
+                Some(false) => Value::Bool(false),
+                left => match (left, b.eval(leaf).truth()) {
+                    (_, Some(false)) => Value::Bool(false),
+                    (Some(true), Some(true)) => Value::Bool(true),
+                    _ => Value::Null,
+                },
             },
-            Expr::Or(a, b) => match (a.eval(leaf).truth(), b.eval(leaf).truth()) {
-                (Some(true), _) | (_, Some(true)) => Value::Bool(true),
-                (Some(false), Some(false)) => Value::Bool(false),
-                _ => Value::Null,
+            Expr::Or(a, b) => match a.eval(leaf).truth() {
+                Some(true) => Value::Bool(true),
+                left => match (left, b.eval(leaf).truth()) {
+                    (_, Some(true)) => Value::Bool(true),
+                    (Some(false), Some(false)) => Value::Bool(false),
+                    _ => Value::Null,
+                },
             },
             Expr::Not(e) => match e.eval(leaf).truth() {
                 Some(b) => Value::Bool(!b),
@@ -484,12 +528,12 @@ pub struct RulePlan {
 }
 
 impl RulePlan {
-    /// The longest event-time reach of any term: how much history the rule
-    /// needs to be whole.
-    pub fn reach(&self) -> Millis {
+    /// The longest event-time reach of any term at the engine's
+    /// resolution: how much history the rule needs to be whole.
+    pub fn reach(&self, resolution: Millis) -> Millis {
         self.terms
             .iter()
-            .map(|t| t.window.reach())
+            .map(|t| t.reach(resolution))
             .max()
             .unwrap_or(0)
     }
@@ -604,6 +648,12 @@ pub fn term_token(term: &Term, event: &Event) -> Option<u64> {
             return None;
         }
     }
+    term_value_token(term, event)
+}
+
+/// The token of an event's value for a `count_distinct` term, whatever
+/// its stream and filter (callers have checked them).
+pub fn term_value_token(term: &Term, event: &Event) -> Option<u64> {
     distinct_token(term.value.as_ref()?.eval_event(event))
 }
 
@@ -618,18 +668,213 @@ pub fn term_input(term: &Term, event: &Event) -> Option<f64> {
             return None;
         }
     }
-    match &term.value {
-        None => Some(1.0),
-        Some(v) => match v.eval_event(event) {
-            Value::Number(x) => Some(x),
-            Value::Null => None,
-            // `count(stream.field)` counts the events that have the field,
-            // whatever its type (`count(sensor.unit)`); only a missing
-            // field is not counted. `count_distinct` reads tokens from
-            // `term_token`; here it only needs to know the value is there.
-            _ if matches!(term.agg, AggFn::Count | AggFn::CountDistinct) => Some(1.0),
-            _ => None,
+    term_value(term, event)
+}
+
+/// What an event's value contributes to a term, whatever its stream and
+/// filter (callers have checked them).
+pub fn term_value(term: &Term, event: &Event) -> Option<f64> {
+    let value = match &term.value {
+        None => return Some(1.0),
+        // The common case, without the general evaluator.
+        Some(Expr::Field(f)) => match event.field(*f) {
+            FieldValue::Number(x) => return Some(x),
+            FieldValue::Missing => return None,
+            _ => Value::Bool(true),
         },
+        Some(v) => v.eval_event(event),
+    };
+    match value {
+        Value::Number(x) => Some(x),
+        Value::Null => None,
+        // `count(stream.field)` counts the events that have the field,
+        // whatever its type (`count(sensor.unit)`); only a missing
+        // field is not counted. `count_distinct` reads tokens from
+        // `term_token`; here it only needs to know the value is there.
+        _ if matches!(term.agg, AggFn::Count | AggFn::CountDistinct) => Some(1.0),
+        _ => None,
+    }
+}
+
+/// A condition over term values in a form that is quick to judge at every
+/// change: comparisons of terms with numbers, joined by `and`, `or` and
+/// `not`, are judged directly; anything else goes through the general
+/// evaluator. Same three-valued logic as [`Expr::eval_terms`].
+#[derive(Clone, Debug)]
+pub enum FastCondition {
+    Compare(CmpOp, Operand, Operand),
+    And(Box<FastCondition>, Box<FastCondition>),
+    Or(Box<FastCondition>, Box<FastCondition>),
+    Not(Box<FastCondition>),
+    General(Expr),
+}
+
+/// A side of a compiled comparison.
+#[derive(Copy, Clone, Debug)]
+pub enum Operand {
+    Term(usize),
+    Number(f64),
+}
+
+impl Operand {
+    fn of(e: &Expr) -> Option<Operand> {
+        match e {
+            Expr::Term(i) => Some(Operand::Term(*i)),
+            Expr::Literal(Literal::Number(x)) => Some(Operand::Number(*x)),
+            _ => None,
+        }
+    }
+
+    fn value(self, terms: &[Option<f64>]) -> Option<f64> {
+        match self {
+            Operand::Term(i) => terms.get(i).copied().flatten(),
+            Operand::Number(x) => Some(x),
+        }
+    }
+}
+
+impl FastCondition {
+    pub fn new(e: &Expr) -> FastCondition {
+        let boxed = |e: &Expr| Box::new(FastCondition::new(e));
+        match e {
+            Expr::Compare(op, a, b) => match (Operand::of(a), Operand::of(b)) {
+                (Some(a), Some(b)) => FastCondition::Compare(*op, a, b),
+                _ => FastCondition::General(e.clone()),
+            },
+            Expr::And(a, b) => FastCondition::And(boxed(a), boxed(b)),
+            Expr::Or(a, b) => FastCondition::Or(boxed(a), boxed(b)),
+            Expr::Not(a) => FastCondition::Not(boxed(a)),
+            _ => FastCondition::General(e.clone()),
+        }
+    }
+
+    /// `Some(true)`, `Some(false)` or unknown.
+    pub fn truth(&self, terms: &[Option<f64>]) -> Option<bool> {
+        match self {
+            FastCondition::Compare(op, a, b) => {
+                let (x, y) = (a.value(terms)?, b.value(terms)?);
+                match op {
+                    CmpOp::Eq => Some(x == y),
+                    CmpOp::Ne => Some(x != y),
+                    _ => {
+                        let ord = x.partial_cmp(&y)?;
+                        Some(match op {
+                            CmpOp::Lt => ord.is_lt(),
+                            CmpOp::Le => ord.is_le(),
+                            CmpOp::Gt => ord.is_gt(),
+                            _ => ord.is_ge(),
+                        })
+                    }
+                }
+            }
+            FastCondition::And(a, b) => match a.truth(terms) {
+                Some(false) => Some(false),
+                left => match (left, b.truth(terms)) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                },
+            },
+            FastCondition::Or(a, b) => match a.truth(terms) {
+                Some(true) => Some(true),
+                left => match (left, b.truth(terms)) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                },
+            },
+            FastCondition::Not(a) => a.truth(terms).map(|t| !t),
+            FastCondition::General(e) => e.eval_terms(terms).truth(),
+        }
+    }
+}
+
+/// A rule's conditions, compiled once for the engine.
+#[derive(Clone, Debug)]
+pub struct FastRule {
+    pub condition: FastCondition,
+    pub clear: Option<FastCondition>,
+    pub ladder: Vec<(Severity, FastCondition)>,
+}
+
+impl FastRule {
+    pub fn new(plan: &RulePlan) -> FastRule {
+        FastRule {
+            condition: FastCondition::new(&plan.condition),
+            clear: plan.clear.as_ref().map(FastCondition::new),
+            ladder: plan
+                .severity_ladder
+                .iter()
+                .map(|(s, e)| (*s, FastCondition::new(e)))
+                .collect(),
+        }
+    }
+
+    /// As [`RulePlan::severity_for`].
+    pub fn severity_for(&self, plan: &RulePlan, values: &[Option<f64>]) -> Severity {
+        self.ladder
+            .iter()
+            .find(|(_, c)| c.truth(values) == Some(true))
+            .map_or(plan.severity, |(s, _)| *s)
+    }
+}
+
+/// A filter in a form that is quick to test on every event: the shapes
+/// rules mostly use (`kind == "water_level"`, `kind in [...]`) compare
+/// symbols directly; anything else goes through the general evaluator.
+#[derive(Clone, Debug)]
+pub enum FastFilter {
+    All,
+    SymEq(Field, Sym),
+    SymIn(Field, Vec<Sym>),
+    General(Expr),
+}
+
+impl FastFilter {
+    pub fn new(filter: Option<&Expr>) -> FastFilter {
+        let Some(e) = filter else {
+            return FastFilter::All;
+        };
+        // The fields an event holds as symbols (`Event::field`).
+        let sym_field = |x: &Expr| match x {
+            Expr::Field(f @ (Field::IncidentKind | Field::SensorKind | Field::Unit)) => Some(*f),
+            _ => None,
+        };
+        match e {
+            Expr::Compare(CmpOp::Eq, a, b) => match (sym_field(a), &**b) {
+                (Some(f), Expr::Literal(Literal::String(s))) => FastFilter::SymEq(f, *s),
+                _ => FastFilter::General(e.clone()),
+            },
+            Expr::In(a, list) => match sym_field(a) {
+                Some(f) => {
+                    let syms: Option<Vec<Sym>> = list
+                        .iter()
+                        .map(|l| match l {
+                            Literal::String(s) => Some(*s),
+                            _ => None,
+                        })
+                        .collect();
+                    match syms {
+                        Some(syms) => FastFilter::SymIn(f, syms),
+                        None => FastFilter::General(e.clone()),
+                    }
+                }
+                None => FastFilter::General(e.clone()),
+            },
+            _ => FastFilter::General(e.clone()),
+        }
+    }
+
+    /// Whether the event passes (unknown counts as no), as `Expr::admits`.
+    pub fn admits(&self, event: &Event) -> bool {
+        match self {
+            FastFilter::All => true,
+            FastFilter::SymEq(f, s) => matches!(event.field(*f), FieldValue::Sym(x) if x == *s),
+            FastFilter::SymIn(f, list) => {
+                matches!(event.field(*f), FieldValue::Sym(x) if list.contains(&x))
+            }
+            FastFilter::General(e) => e.admits(event),
+        }
     }
 }
 

@@ -273,6 +273,10 @@ fn write_aggregate(out: &mut String, agg: &Aggregate) {
         out.push_str("tumbling ");
     }
     out.push_str(&format_duration(agg.window.length.unwrap_or(0)));
+    if let Some(every) = &agg.window.every {
+        out.push_str(" every ");
+        out.push_str(&format_duration(every.length.unwrap_or(0)));
+    }
     if let Some(rings) = &agg.rings {
         let word = if rings.count == 1.0 { "ring" } else { "rings" };
         let _ = write!(out, " within {} {word}", number(rings.count));

@@ -81,6 +81,7 @@ fn water_term(window: Window) -> Term {
         window,
         rings: 0,
         hidden: false,
+        every: None,
     }
 }
 
@@ -151,6 +152,7 @@ fn correlating_rule_of_the_docs() {
         window: Window::Sliding(1_800_000),
         rings: 0,
         hidden: false,
+        every: None,
     };
     let speed = Term {
         name: "speed".into(),
@@ -161,6 +163,7 @@ fn correlating_rule_of_the_docs() {
         window: Window::Sliding(600_000),
         rings: 0,
         hidden: false,
+        every: None,
     };
     assert_eq!(
         plan.terms,
@@ -384,6 +387,7 @@ fn count_flood(window: Window) -> Term {
         window,
         rings: 0,
         hidden: true,
+        every: None,
     }
 }
 

@@ -325,6 +325,7 @@ impl Gen {
                 tumbling: self.below(2) == 0,
                 length: Some(self.below(100_000_000)),
                 span: Span::default(),
+                every: (self.below(3) == 0).then(|| self.duration()),
             },
             rings: self.rings(),
             span: Span::default(),

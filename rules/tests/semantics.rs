@@ -113,7 +113,13 @@ fn live(events: Vec<Event>, end: u64) -> Vec<Step> {
 }
 
 fn run(rules: &[RulePlan], steps: &[Step]) -> Vec<OracleChange> {
-    evaluate(rules, &Reference::with_grid(Grid::default()), steps, SECOND)
+    evaluate(
+        rules,
+        &Reference::with_grid(Grid::default()),
+        steps,
+        SECOND,
+        SECOND,
+    )
 }
 
 /// One rule's alert on one key as (time since T0, severity or cleared),
@@ -339,4 +345,53 @@ fn a_sequence_needs_its_earlier_event_first() {
         incident(MINUTE, CELL, "flood", "f1", None),
     ];
     assert!(run(&rules, &live(slow_first, 10 * MINUTE)).is_empty());
+}
+
+/// Value-only updates of an alert show at most once per update interval,
+/// with the values current then; a change of severity shows at once.
+#[test]
+fn value_updates_are_coalesced_but_colours_are_not() {
+    let rules = plans(
+        r#"
+rule deep "积水" {
+  severity red when water >= 0.5
+  severity blue
+  group by cell
+  let water = max(sensor.value where kind == "water_level") over 1m every 1s
+  when water >= 0.1
+}
+"#,
+    );
+    // A reading every 200 ms, rising by 1 cm each time; red from 0.5 m.
+    let events: Vec<Event> = (0..31)
+        .map(|i| water(i * 200, CELL, "wl-1", 0.2 + 0.01 * i as f64))
+        .collect();
+    let steps = live(events, 3 * MINUTE);
+    let changes = run(&rules, &steps);
+    let key = OracleKey::Cell(CELL);
+    let rows: Vec<(u64, Option<f64>)> = changes
+        .iter()
+        .filter(|c| c.key == key)
+        .map(|c| (c.time - T0, c.row.as_ref().and_then(|r| r.values[0])))
+        .collect();
+    // Raised by the first reading (it arrives just after the clock reads
+    // its time), then at most one update per second until the colour
+    // changes, which shows at once.
+    assert_eq!(rows[0], (1, Some(0.2)));
+    for pair in rows.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let colour_change = b.1.is_some_and(|x| x >= 0.5) && a.1.is_some_and(|x| x < 0.5);
+        assert!(
+            b.0 >= a.0 + SECOND || colour_change || b.1.is_none(),
+            "updates {a:?} then {b:?} less than a second apart"
+        );
+    }
+    let red_at = rows
+        .iter()
+        .find(|(_, v)| v.is_some_and(|x| x >= 0.5))
+        .expect("turns red");
+    // The 31st reading (0.5 m) is taken at 6 s and counts from 6.001 s.
+    assert_eq!(red_at.0, 6 * SECOND + 1, "{rows:?}");
+    assert!(rows.len() < 20, "{} updates for 31 readings", rows.len());
+    assert_eq!(rows.last().map(|r| r.1), Some(None), "clears at the end");
 }

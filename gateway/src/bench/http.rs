@@ -269,7 +269,7 @@ pub fn run(opts: &HttpOptions) -> Result<HttpReport, String> {
     // The rules as the server will see them, for the longest window and
     // the alert sets.
     let plans = load_rules(std::slice::from_ref(&opts.rules), 1000)?;
-    let reach = plans.iter().map(|p| p.reach()).max().unwrap_or(0);
+    let reach = plans.iter().map(|p| p.reach(1000)).max().unwrap_or(0);
     let tumbling: BTreeMap<String, u64> = plans
         .iter()
         .filter(|p| p.group_by == GroupBy::Cell)

@@ -230,11 +230,13 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
                 resolution_ms: opts.resolution_ms.max(1),
                 keep_history: opts.history,
                 min_history_ms: 0,
+                ..WindowConfig::default()
             },
             // A few chunks in flight per worker keep it busy without
             // holding the file in memory.
             command_capacity: 4,
             grid: reference.grid.clone(),
+            update_interval_ms: 1000,
         };
         let (engine, output) = Engine::start(config, 0).map_err(|e| e.to_string())?;
         engine
@@ -253,7 +255,11 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
             );
             plans_arc.push(p);
         }
-        let reach = plans_arc.iter().map(|p| p.reach()).max().unwrap_or(0);
+        let reach = plans_arc
+            .iter()
+            .map(|p| p.reach(opts.resolution_ms.max(1)))
+            .max()
+            .unwrap_or(0);
         let end_marker = Arc::new(AtomicU64::new(Time::MAX));
         let marker = end_marker.clone();
         let collector = std::thread::spawn(move || collect(output, &marker));
@@ -440,9 +446,11 @@ pub fn replay_alerts(
                 resolution_ms: opts.resolution_ms.max(1),
                 keep_history: false,
                 min_history_ms: 0,
+                ..WindowConfig::default()
             },
             command_capacity: 4,
             grid: reference.grid.clone(),
+            update_interval_ms: 1000,
         };
         let (engine, output) = Engine::start(config, 0).map_err(|e| e.to_string())?;
         let e = |e: jingzhi_dataflow::EngineError| e.to_string();

@@ -7,7 +7,7 @@
 
 use super::{load_rules, replicate, ReplayOptions};
 use jingzhi_rules::event::{parse_ndjson, Body, Event, Location, ParseContext};
-use jingzhi_rules::plan::{term_input, GroupBy, RulePlan, TermStats, Window};
+use jingzhi_rules::plan::{term_input, GroupBy, RulePlan, Term, TermStats, Window};
 use jingzhi_rules::space::Reference;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -29,9 +29,12 @@ enum Key {
     Entity(String),
 }
 
-fn interval(w: Window, ts: u64, resolution: u64) -> (u64, u64) {
-    match w {
-        Window::Sliding(l) => (ts, (ts + l).div_ceil(resolution) * resolution),
+fn interval(term: &Term, ts: u64, resolution: u64) -> (u64, u64) {
+    match term.window {
+        Window::Sliding(l) => {
+            let step = term.step(resolution);
+            (ts, (ts + l).div_ceil(step) * step)
+        }
         Window::Tumbling(l) => ((ts / l + 1) * l, (ts / l + 2) * l),
     }
 }
@@ -70,7 +73,7 @@ fn alerts_at(
                 _ => continue,
             };
             for (i, term) in rule.terms.iter().enumerate() {
-                let (start, end) = interval(term.window, e.ts, resolution);
+                let (start, end) = interval(term, e.ts, resolution);
                 if start.max(*arrival) > clock || clock >= end {
                     continue;
                 }
@@ -104,7 +107,11 @@ pub fn run(opts: &ReplayOptions) -> Result<NaiveReport, String> {
     let rules = replicate(load_rules(&opts.rules, opts.resolution_ms)?, opts.copies);
     let reference = opts.load_reference()?;
     let ctx = ParseContext::new(reference.grid.clone(), crate::app::now_ms(), 86_400_000);
-    let reach = rules.iter().map(|r| r.reach()).max().unwrap_or(0);
+    let reach = rules
+        .iter()
+        .map(|r| r.reach(opts.resolution_ms.max(1)))
+        .max()
+        .unwrap_or(0);
     let resolution = opts.resolution_ms.max(1);
     let started = Instant::now();
     let mut retained: VecDeque<(u64, Event)> = VecDeque::new();
