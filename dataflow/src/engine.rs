@@ -328,6 +328,7 @@ impl Engine {
             r.history_events += s.history_events.load(Ordering::Relaxed);
             r.events += s.events.load(Ordering::Relaxed);
             r.expired_contributions += s.expired_contributions.load(Ordering::Relaxed);
+            r.contributions += s.contributions.load(Ordering::Relaxed);
             r.coalesced_updates += s.coalesced_updates.load(Ordering::Relaxed);
         }
         r
@@ -364,6 +365,8 @@ pub struct RetainedStats {
     pub history_events: u64,
     pub events: u64,
     pub expired_contributions: u64,
+    /// Contributions placed (event × term × key).
+    pub contributions: u64,
     /// Value-only alert updates held back by the update interval.
     pub coalesced_updates: u64,
 }

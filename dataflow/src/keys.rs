@@ -174,10 +174,18 @@ impl KeyState {
 
     /// The next time something happens at this key.
     fn next_due(&self) -> Option<Time> {
-        let windows = self.terms.iter().filter_map(|t| t.local.next_due());
-        let shares = self.shares_in.front().map(|s| s.0);
-        let wakes = self.rules.iter().filter_map(|r| r.wake);
-        windows.chain(shares).chain(wakes).min()
+        let mut due = self.shares_in.front().map_or(Time::MAX, |s| s.0);
+        for t in &self.terms {
+            if let Some(d) = t.local.next_due() {
+                due = due.min(d);
+            }
+        }
+        for r in &self.rules {
+            if let Some(w) = r.wake {
+                due = due.min(w);
+            }
+        }
+        (due < Time::MAX).then_some(due)
     }
 
     fn is_empty(&self) -> bool {
@@ -219,7 +227,7 @@ struct Scratch {
 /// The installed rules, as every key reads them.
 #[derive(Default)]
 struct Rules {
-    installed: BTreeMap<RuleId, Installed>,
+    installed: FxHashMap<RuleId, Installed>,
     terms: FxHashMap<TermId, TermInfo>,
     by_group: [Vec<RuleId>; 4],
     term_rules: FxHashMap<TermId, Vec<RuleId>>,
@@ -276,7 +284,10 @@ impl Rules {
             list.clear();
         }
         self.term_rules.clear();
-        for (id, r) in &self.installed {
+        let mut ids: Vec<RuleId> = self.installed.keys().copied().collect();
+        ids.sort_unstable();
+        for id in &ids {
+            let r = &self.installed[id];
             self.by_group[group_index(r.plan.group_by)].push(*id);
             for tid in &r.terms {
                 let users = self.term_rules.entry(*tid).or_default();
@@ -296,6 +307,8 @@ struct KeysState {
     free: Vec<u32>,
     index: FxHashMap<GroupKey, u32>,
     calendar: Calendar,
+    /// Inputs not yet due, by the time they take effect.
+    arriving: BTreeMap<Time, Vec<KeyInput>>,
     scratch: Scratch,
     stats: Arc<WindowStats>,
     counted_at: Time,
@@ -337,46 +350,93 @@ impl KeysState {
 
     /// Takes in contributions and shares that arrived; they take effect at
     /// their own times.
+    /// Takes in contributions and shares that arrived. They wait, in
+    /// arrival order, until they are due: keys are scattered in memory,
+    /// and touching one for every piece as it arrives costs more than the
+    /// rest of the work.
     fn insert(&mut self, batch: Vec<KeyInput>) {
         for x in batch {
-            match x {
-                KeyInput::Piece(key, piece) => self.on_piece(key, piece),
-                KeyInput::Summary(s) => self.on_share(*s),
-                KeyInput::Sourced(..) => {}
+            let due = match &x {
+                KeyInput::Piece(_, piece) if self.rules.terms.contains_key(&piece.term) => {
+                    piece.enter
+                }
+                KeyInput::Summary(s) if self.rules.terms.contains_key(&s.term) => s.at,
+                _ => continue,
+            };
+            self.arriving.entry(due).or_default().push(x);
+        }
+    }
+
+    /// Hands every input due before `bound` to its key, a key's inputs
+    /// together, and — unless every key is about to be run anyway — runs
+    /// each such key through its times before `bound`.
+    fn deliver(&mut self, bound: Time, run: bool, out: &mut impl FnMut(Output, Time, isize)) {
+        let later = self.arriving.split_off(&bound);
+        let due = std::mem::replace(&mut self.arriving, later);
+        if due.is_empty() {
+            return;
+        }
+        let mut staged: Vec<(u32, KeyInput)> = Vec::new();
+        for x in due.into_values().flatten() {
+            let (key, live) = match &x {
+                KeyInput::Piece(key, piece) => (*key, self.rules.terms.contains_key(&piece.term)),
+                KeyInput::Summary(s) => (
+                    s.key,
+                    self.rules.terms.contains_key(&s.term)
+                        && (s.summary.is_some() || self.index.contains_key(&s.key)),
+                ),
+                KeyInput::Sourced(..) => continue,
+            };
+            if live {
+                staged.push((self.slot_of(key), x));
+            }
+        }
+        // By key, and in time order within a key (the sort is stable).
+        staged.sort_by_key(|(slot, _)| *slot);
+        let mut staged = staged.into_iter().peekable();
+        while let Some((slot, x)) = staged.next() {
+            self.take_in(slot, x);
+            while let Some((_, x)) = staged.next_if(|(s, _)| *s == slot) {
+                self.take_in(slot, x);
+            }
+            if run {
+                self.run_key(slot, bound, None, out);
+            } else {
+                self.schedule(slot);
             }
         }
     }
 
-    fn on_piece(&mut self, key: GroupKey, piece: Piece) {
-        let Some(info) = self.rules.terms.get(&piece.term) else {
-            return;
-        };
-        let distinct = info.distinct;
-        let slot = self.slot_of(key);
+    fn take_in(&mut self, slot: u32, x: KeyInput) {
+        match x {
+            KeyInput::Piece(_, piece) => self.on_piece(slot, piece),
+            KeyInput::Summary(s) => self.on_share(slot, *s),
+            KeyInput::Sourced(..) => {}
+        }
+    }
+
+    fn on_piece(&mut self, slot: u32, piece: Piece) {
+        let distinct = self
+            .rules
+            .terms
+            .get(&piece.term)
+            .is_some_and(|t| t.distinct);
         self.slots[slot as usize]
             .term_mut(piece.term, distinct)
             .local
             .insert(&piece, distinct);
-        self.schedule(slot);
     }
 
-    fn on_share(&mut self, share: SummaryMsg) {
-        if !self.rules.terms.contains_key(&share.term) {
-            return;
-        }
-        if share.summary.is_none() && !self.index.contains_key(&share.key) {
-            return;
-        }
-        let slot = self.slot_of(share.key);
+    fn on_share(&mut self, slot: u32, share: SummaryMsg) {
         let incoming = &mut self.slots[slot as usize].shares_in;
         // Shares come in time order from each worker; keep them sorted.
         let at = incoming.partition_point(|s| s.0 <= share.at);
         incoming.insert(at, (share.at, share.term, share.worker, share.summary));
-        self.schedule(slot);
     }
 
     /// Runs every key with something due before `bound` through its times.
     fn run_due(&mut self, bound: Time, out: &mut impl FnMut(Output, Time, isize)) {
+        self.deliver(bound, true, out);
         while let Some((at, slot)) = self.calendar.peek() {
             if at >= bound {
                 break;
@@ -498,6 +558,7 @@ impl KeysState {
                     candidates.extend_from_slice(users);
                 }
             }
+            let many_sources = scratch.changed.len() > 1 || woken;
             if woken {
                 candidates.extend(
                     state
@@ -507,8 +568,10 @@ impl KeysState {
                         .map(|r| r.rule),
                 );
             }
-            candidates.sort_unstable();
-            candidates.dedup();
+            if many_sources {
+                candidates.sort_unstable();
+                candidates.dedup();
+            }
         }
         scratch.cache.clear();
         for i in 0..scratch.candidates.len() {
@@ -641,6 +704,13 @@ impl KeysState {
                         state.terms.retain(|t| !dead.contains(&t.term));
                         state.shares_in.retain(|s| !dead.contains(&s.1));
                     }
+                    for inputs in self.arriving.values_mut() {
+                        inputs.retain(|x| match x {
+                            KeyInput::Piece(_, p) => !dead.contains(&p.term),
+                            KeyInput::Summary(s) => !dead.contains(&s.term),
+                            KeyInput::Sourced(..) => false,
+                        });
+                    }
                 }
             }
         }
@@ -649,6 +719,7 @@ impl KeysState {
 
     /// Re-judges every key at `at` (after a rule change).
     fn rejudge_all(&mut self, at: Time, out: &mut impl FnMut(Output, Time, isize)) {
+        self.deliver(at + 1, false, out);
         let slots: Vec<u32> = self.index.values().copied().collect();
         for slot in slots {
             self.run_key(slot, at + 1, Some(at), out);
@@ -693,6 +764,7 @@ pub fn keys<'s>(
                     free: Vec::new(),
                     index: FxHashMap::default(),
                     calendar: Calendar::default(),
+                    arriving: BTreeMap::new(),
                     scratch: Scratch::default(),
                     stats,
                     counted_at: 0,
@@ -710,7 +782,7 @@ pub fn keys<'s>(
                         };
                         let mut rules_changed = false;
                         waiting.work(complete_before, |work| match work {
-                            Work::Arrived(_, batch) => state.insert(batch),
+                            Work::Arrived(batch) => state.insert(batch),
                             Work::RunTo(bound) => state.run_due(bound, &mut out),
                             Work::Controls(changes) => {
                                 rules_changed = state.apply_controls(changes);
@@ -726,7 +798,9 @@ pub fn keys<'s>(
                             state.count_slices(complete_before);
                         }
                     }
-                    queued.settle(state.calendar.peek().map(|(t, _)| t));
+                    let due = state.calendar.peek().map(|(t, _)| t);
+                    let arriving = state.arriving.keys().next().copied();
+                    queued.settle(due.into_iter().chain(arriving).min());
                 }
             },
         )

@@ -20,7 +20,7 @@
 
 use crate::registry::term_id;
 use crate::slices::{Piece, Summary};
-use crate::types::{GroupKey, Partial, Place, RuleId, TermId, Time};
+use crate::types::{GroupKey, Place, RuleId, TermId, Time};
 use jingzhi_rules::event::{parse_line, Body, Event, ParseContext};
 use jingzhi_rules::plan::{
     term_value, term_value_token, AggFn, FastFilter, GroupBy, RulePlan, Term, Window,
@@ -98,6 +98,9 @@ pub struct WindowStats {
     pub events: AtomicU64,
     /// (event, term) pairs that arrived after their window had passed.
     pub expired_contributions: AtomicU64,
+    /// Contributions placed: one per event, term and key (a cell's
+    /// neighbourhood counts each cell).
+    pub contributions: AtomicU64,
     /// Value-only alert updates held back by the update interval.
     pub coalesced_updates: AtomicU64,
     /// Window slices held by the keys operator, and by the sources
@@ -282,8 +285,8 @@ impl PlaceState {
         event: &Event,
         arrival: Time,
         out: &mut impl FnMut(KeyInput),
-    ) -> u64 {
-        let mut expired = 0;
+    ) -> (u64, u64) {
+        let (mut expired, mut placed) = (0, 0);
         let mut names = EventNames::default();
         for t in terms {
             let term = t.term();
@@ -311,38 +314,43 @@ impl PlaceState {
                 term: t.id,
                 enter,
                 exit: end,
-                agg: Partial::of(x, event.ts),
+                ts: event.ts,
+                value: x,
                 token,
+            };
+            let mut give = |x: KeyInput| {
+                placed += 1;
+                out(x)
             };
             match (t.group_by, &event.location) {
                 (GroupBy::Segment, _) => {
                     if let Some(s) = names.segment(event) {
-                        out(KeyInput::Piece(GroupKey::Segment(s), piece));
+                        give(KeyInput::Piece(GroupKey::Segment(s), piece));
                     }
                 }
                 (GroupBy::Sensor, _) => {
                     if let Some(s) = names.sensor(event) {
-                        out(KeyInput::Piece(GroupKey::Sensor(s), piece));
+                        give(KeyInput::Piece(GroupKey::Sensor(s), piece));
                     }
                 }
                 (GroupBy::Cell, jingzhi_rules::event::Location::Cell(c)) => {
                     if grid.contains(*c) {
                         for cell in grid.neighbourhood(*c, t.rings) {
-                            out(KeyInput::Piece(GroupKey::Cell(cell), piece));
+                            give(KeyInput::Piece(GroupKey::Cell(cell), piece));
                         }
                     }
                 }
                 (GroupBy::Cell | GroupBy::District, location) => {
-                    out(KeyInput::Sourced(Place::from(location), piece));
+                    give(KeyInput::Sourced(Place::from(location), piece));
                 }
             }
         }
-        expired
+        (expired, placed)
     }
 
     fn on_event(&mut self, event: Event, arrival: Time, out: &mut impl FnMut(KeyInput)) {
         let stream = event.stream().index();
-        let expired = Self::place(
+        let (expired, placed) = Self::place(
             &self.grid,
             self.config.resolution_ms,
             self.by_stream[stream].iter(),
@@ -351,6 +359,9 @@ impl PlaceState {
             out,
         );
         self.stats.events.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .contributions
+            .fetch_add(placed, Ordering::Relaxed);
         if expired > 0 {
             self.stats
                 .expired_contributions

@@ -17,9 +17,9 @@ use timely::progress::frontier::MutableAntichain;
 
 /// What to do next, in order.
 pub enum Work<D> {
-    /// Input sent at a time: take it in (it takes effect at its own times,
+    /// Input that arrived: take it in (it takes effect at its own times,
     /// never before it was sent).
-    Arrived(Time, Vec<D>),
+    Arrived(Vec<D>),
     /// Run everything due before this time.
     RunTo(Time),
     /// The controls at the next control time, before what was sent with
@@ -119,9 +119,8 @@ impl<D> Waiting<D> {
                 if *entry.key() >= bound {
                     break;
                 }
-                let sent = *entry.key();
                 for batch in entry.remove() {
-                    f(Work::Arrived(sent, batch));
+                    f(Work::Arrived(batch));
                 }
             }
             f(Work::RunTo(bound));
@@ -132,7 +131,7 @@ impl<D> Waiting<D> {
                 self.controls.remove(&at).unwrap_or_default(),
             ));
             for batch in self.inbox.remove(&at).unwrap_or_default() {
-                f(Work::Arrived(at, batch));
+                f(Work::Arrived(batch));
             }
             f(Work::Changed(at));
         }

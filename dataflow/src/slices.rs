@@ -27,10 +27,17 @@ pub struct Piece {
     pub term: TermId,
     pub enter: Time,
     pub exit: Time,
-    /// Event time and value of the contribution (several, once combined).
-    pub agg: Partial,
+    /// The event's time and the value it contributes.
+    pub ts: Time,
+    pub value: f64,
     /// For `count_distinct`: the value's token (ignored otherwise).
     pub token: u64,
+}
+
+impl Piece {
+    fn agg(&self) -> Partial {
+        Partial::of(self.value, self.ts)
+    }
 }
 
 /// Everything in a window that leaves at `exit`.
@@ -68,8 +75,13 @@ pub struct Summary {
 #[derive(Clone, Debug, Default)]
 pub struct SliceWindow {
     live: VecDeque<Slice>,
-    /// (enter, slice) not yet entered, sorted by (enter, exit).
+    /// (enter, slice) not yet entered: appended as they come, sorted by
+    /// (enter, exit) only when some are due (pieces from several workers
+    /// interleave, and sorting once beats inserting in the middle).
     pending: VecDeque<(Time, Slice)>,
+    pending_sorted: bool,
+    /// The earliest entry in `pending` (`Time::MAX` if none).
+    pending_min: Time,
     merged: Partial,
     /// Slices taken out of `merged` by subtraction since it was last
     /// computed from the slices.
@@ -119,27 +131,39 @@ impl SliceWindow {
     /// Adds a contribution; it enters when the window is advanced to its
     /// entry time.
     pub fn insert(&mut self, piece: &Piece, distinct: bool) {
-        match self.pending_position(piece.enter, piece.exit) {
-            Ok(i) => {
-                self.pending[i].1.add(&piece.agg, piece.token, distinct);
-            }
-            Err(i) => {
-                let mut slice = Slice {
-                    exit: piece.exit,
-                    agg: piece.agg,
-                    tokens: Vec::new(),
-                };
-                if distinct {
-                    slice.tokens.push(piece.token);
+        if let Some((e, s)) = self.pending.back_mut() {
+            match (*e, s.exit).cmp(&(piece.enter, piece.exit)) {
+                std::cmp::Ordering::Equal => {
+                    s.add(&piece.agg(), piece.token, distinct);
+                    return;
                 }
-                self.pending.insert(i, (piece.enter, slice));
+                std::cmp::Ordering::Greater => self.pending_sorted = false,
+                std::cmp::Ordering::Less => {}
             }
+        }
+        let mut slice = Slice {
+            exit: piece.exit,
+            agg: piece.agg(),
+            tokens: Vec::new(),
         };
+        if distinct {
+            slice.tokens.push(piece.token);
+        }
+        self.push_pending(piece.enter, slice);
+    }
+
+    fn push_pending(&mut self, enter: Time, slice: Slice) {
+        if self.pending.is_empty() {
+            self.pending_sorted = true;
+            self.pending_min = Time::MAX;
+        }
+        self.pending_min = self.pending_min.min(enter);
+        self.pending.push_back((enter, slice));
     }
 
     /// The next time at which something enters or leaves.
     pub fn next_due(&self) -> Option<Time> {
-        let enter = self.pending.front().map(|(t, _)| *t);
+        let enter = (!self.pending.is_empty()).then_some(self.pending_min);
         let exit = self.live.front().map(|s| s.exit);
         match (enter, exit) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -147,17 +171,30 @@ impl SliceWindow {
         }
     }
 
-    /// Where (enter, exit) is, or would go, in `pending`. Pieces mostly
-    /// come in time order: look at the back first.
-    fn pending_position(&self, enter: Time, exit: Time) -> Result<usize, usize> {
-        match self.pending.back() {
-            None => return Err(0),
-            Some((e, s)) if (*e, s.exit) < (enter, exit) => return Err(self.pending.len()),
-            Some((e, s)) if (*e, s.exit) == (enter, exit) => return Ok(self.pending.len() - 1),
-            _ => {}
+    /// Sorts `pending` by (enter, exit), merging equal ones.
+    fn sort_pending(&mut self, distinct: bool) {
+        if self.pending_sorted {
+            return;
         }
         self.pending
-            .binary_search_by(|(e, s)| (*e, s.exit).cmp(&(enter, exit)))
+            .make_contiguous()
+            .sort_unstable_by_key(|(e, s)| (*e, s.exit));
+        let mut merged: VecDeque<(Time, Slice)> = VecDeque::with_capacity(self.pending.len());
+        for (e, s) in self.pending.drain(..) {
+            match merged.back_mut() {
+                Some((me, ms)) if (*me, ms.exit) == (e, s.exit) => {
+                    ms.agg.merge(&s.agg);
+                    if distinct {
+                        for &t in &s.tokens {
+                            ms.add(&Partial::EMPTY, t, true);
+                        }
+                    }
+                }
+                _ => merged.push_back((e, s)),
+            }
+        }
+        self.pending = merged;
+        self.pending_sorted = true;
     }
 
     /// Puts a contribution leaving at `exit` into the live slices.
@@ -196,11 +233,15 @@ impl SliceWindow {
     /// whether the window changed.
     pub fn advance(&mut self, now: Time, distinct: bool) -> bool {
         let mut changed = false;
-        while self.pending.front().is_some_and(|(enter, _)| *enter <= now) {
-            if let Some((_, slice)) = self.pending.pop_front() {
-                self.enter(slice.exit, &slice.agg, &slice.tokens, distinct);
-                changed = true;
+        if !self.pending.is_empty() && self.pending_min <= now {
+            self.sort_pending(distinct);
+            while self.pending.front().is_some_and(|(enter, _)| *enter <= now) {
+                if let Some((_, slice)) = self.pending.pop_front() {
+                    self.enter(slice.exit, &slice.agg, &slice.tokens, distinct);
+                    changed = true;
+                }
             }
+            self.pending_min = self.pending.front().map_or(Time::MAX, |(e, _)| *e);
         }
         let mut recompute = false;
         while self.live.front().is_some_and(|s| s.exit <= now) {
@@ -247,40 +288,16 @@ impl SliceWindow {
         for s in &other.live {
             self.enter(s.exit, &s.agg, &s.tokens, distinct);
         }
-        if other.pending.is_empty() {
-            return;
-        }
-        // Both are sorted by (enter, exit): merge them in one pass.
-        let mine = std::mem::take(&mut self.pending);
-        let mut merged: VecDeque<(Time, Slice)> =
-            VecDeque::with_capacity(mine.len() + other.pending.len());
-        let mut theirs = other.pending.iter().peekable();
-        for (enter, slice) in mine {
-            while let Some((e, s)) = theirs.peek() {
-                if (*e, s.exit) < (enter, slice.exit) {
-                    merged.push_back((*e, s.clone()));
-                    theirs.next();
-                } else {
-                    break;
-                }
+        for (enter, s) in &other.pending {
+            if self
+                .pending
+                .back()
+                .is_some_and(|(e, b)| (*e, b.exit) > (*enter, s.exit))
+            {
+                self.pending_sorted = false;
             }
-            merged.push_back((enter, slice));
-            if let Some((e, s)) = theirs.peek() {
-                if (*e, s.exit) == (enter, merged[merged.len() - 1].1.exit) {
-                    let last = merged.len() - 1;
-                    let target = &mut merged[last].1;
-                    target.agg.merge(&s.agg);
-                    if distinct {
-                        for &t in &s.tokens {
-                            target.add(&Partial::EMPTY, t, true);
-                        }
-                    }
-                    theirs.next();
-                }
-            }
+            self.push_pending(*enter, s.clone());
         }
-        merged.extend(theirs.map(|(e, s)| (*e, s.clone())));
-        self.pending = merged;
     }
 }
 
@@ -320,7 +337,8 @@ mod tests {
             term: 1,
             enter,
             exit,
-            agg: Partial::of(x, enter),
+            ts: enter,
+            value: x,
             token,
         }
     }

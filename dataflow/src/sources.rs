@@ -170,6 +170,8 @@ struct SourcesState {
     free: Vec<u32>,
     index: FxHashMap<ShareKey, u32>,
     calendar: Calendar,
+    /// Contributions not yet due, by their entry time.
+    arriving: BTreeMap<Time, Vec<(Place, Piece)>>,
     keys: Vec<GroupKey>,
     /// When the sources were last swept of empty windows.
     swept: Time,
@@ -214,6 +216,9 @@ impl SourcesState {
                     if dead {
                         // The keys operator drops the term at this time too.
                         self.terms.remove(&tid);
+                        for pieces in self.arriving.values_mut() {
+                            pieces.retain(|(_, p)| p.term != tid);
+                        }
                         self.sources.retain(|(t, _), _| *t != tid);
                         for slot in 0..self.shares.len() {
                             if self.shares[slot].id.0 == tid
@@ -268,15 +273,40 @@ impl SourcesState {
         }
     }
 
-    /// Takes in a contribution sent at `sent`: into its source's window,
-    /// and into the shares of the keys the source counts for now.
-    fn on_piece(&mut self, place: Place, piece: Piece, sent: Time) {
+    /// Takes in contributions that arrived; they wait, in arrival order,
+    /// until they are due (see the keys operator).
+    fn insert(&mut self, batch: Vec<KeyInput>) {
+        for x in batch {
+            if let KeyInput::Sourced(place, piece) = x {
+                self.arriving
+                    .entry(piece.enter)
+                    .or_default()
+                    .push((place, piece));
+            }
+        }
+    }
+
+    /// Hands every contribution due before `bound` to its source and the
+    /// shares it counts for, a source's contributions together.
+    fn deliver(&mut self, bound: Time) {
+        let later = self.arriving.split_off(&bound);
+        let due = std::mem::replace(&mut self.arriving, later);
+        let mut pieces: Vec<(Place, Piece)> = due.into_values().flatten().collect();
+        pieces.sort_by_key(|(place, piece)| (piece.term, *place));
+        for (place, piece) in pieces {
+            self.on_piece(place, piece);
+        }
+    }
+
+    /// Takes in a contribution due now: into its source's window, and into
+    /// the shares of the keys the source counts for now.
+    fn on_piece(&mut self, place: Place, piece: Piece) {
         let Some(term) = self.terms.get(&piece.term).copied() else {
             return;
         };
         let source = self.sources.entry((piece.term, place)).or_default();
         // Sources are passive: bring them up to date as they are touched.
-        source.advance(sent, term.distinct);
+        source.advance(piece.enter, term.distinct);
         source.insert(&piece, term.distinct);
         keys_of(&term, place, &self.map, &self.grid, &mut self.keys);
         let keys = std::mem::take(&mut self.keys);
@@ -313,6 +343,7 @@ impl SourcesState {
     /// Runs every share with something due before `bound` through its
     /// times, sending its summary at each time it changes.
     fn run_due(&mut self, bound: Time, out: &mut impl FnMut(KeyInput)) {
+        self.deliver(bound);
         while let Some((at, slot)) = self.calendar.peek() {
             if at >= bound {
                 break;
@@ -441,6 +472,7 @@ pub fn sources<'s>(
                 free: Vec::new(),
                 index: FxHashMap::default(),
                 calendar: Calendar::default(),
+                arriving: BTreeMap::new(),
                 keys: Vec::new(),
                 swept: 0,
                 stats,
@@ -456,13 +488,7 @@ pub fn sources<'s>(
                     let mut out = |x: KeyInput| session.give(x);
                     let mut reference_changed = false;
                     waiting.work(complete_before, |work| match work {
-                        Work::Arrived(sent, batch) => {
-                            for x in batch {
-                                if let KeyInput::Sourced(place, piece) = x {
-                                    state.on_piece(place, piece, sent);
-                                }
-                            }
-                        }
+                        Work::Arrived(batch) => state.insert(batch),
                         Work::RunTo(bound) => state.run_due(bound, &mut out),
                         Work::Controls(changes) => {
                             for c in changes {
@@ -471,6 +497,7 @@ pub fn sources<'s>(
                         }
                         Work::Changed(at) => {
                             if std::mem::take(&mut reference_changed) {
+                                state.deliver(at + 1);
                                 state.rebuild(at, &mut out);
                             }
                             state.run_due(at + 1, &mut out);
@@ -480,7 +507,9 @@ pub fn sources<'s>(
                         state.sweep(complete_before);
                     }
                 }
-                queued.settle(state.calendar.peek().map(|(t, _)| t));
+                let due = state.calendar.peek().map(|(t, _)| t);
+                let arriving = state.arriving.keys().next().copied();
+                queued.settle(due.into_iter().chain(arriving).min());
             }
         },
     )
