@@ -188,6 +188,15 @@ enum BenchCommand {
         /// Stamp events this long before the wall clock (default: `ts` = now).
         #[arg(long, default_value = "0ms", value_parser = duration)]
         event_age: u64,
+        /// Rule files or directories to install beside the probe rule
+        /// (e.g. the example library).
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Send a simulated city's events as the background (`default` or
+        /// `beijing`, with that city's reference data loaded by the server)
+        /// instead of generic rain readings.
+        #[arg(long, value_parser = city_choice)]
+        city: Option<jingzhi_gateway::sim::CityChoice>,
         /// Also print the report as JSON on stdout (the summary goes to stderr).
         #[arg(long)]
         json: bool,
@@ -627,6 +636,8 @@ fn main() -> ExitCode {
                     workers,
                     server_arg,
                     event_age,
+                    rules,
+                    city,
                     json,
                 },
         } => bench::latency::command(
@@ -637,6 +648,8 @@ fn main() -> ExitCode {
                 workers,
                 server_args: server_arg,
                 event_age_ms: event_age,
+                rules,
+                city,
             },
             json,
         ),

@@ -12,11 +12,14 @@ use super::http::{
     post_ndjson, Millis, ServerProcess, TempDir,
 };
 use crate::app::now_ms;
+use crate::sim::batch::{interval_scale_for, write_reference};
+use crate::sim::{CityChoice, Schedule, Simulator};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,7 +64,70 @@ pub struct LatencyOptions {
     pub server_args: Vec<String>,
     /// Stamp events this long before the wall clock (0: `ts` = now).
     pub event_age_ms: u64,
+    /// Rule files or directories installed beside the probe rule.
+    pub rules: Vec<PathBuf>,
+    /// A simulated city's events as the background, with its reference
+    /// data; generic rain readings if `None`.
+    pub city: Option<CityChoice>,
 }
+
+/// A background event as two halves around its time stamp, so that each
+/// send stamps it anew.
+#[derive(Clone)]
+struct Background {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+/// Background lines from a simulated city at `rate` events per second:
+/// `seconds` of its event time (at most `MAX_CITY_LINES` lines), cycled
+/// through with fresh time stamps. Returns the lines and the city.
+fn city_background(
+    choice: CityChoice,
+    rate: u64,
+    seconds: u64,
+) -> Result<(Vec<Background>, crate::sim::City), String> {
+    let city = choice.build(7);
+    let scale = interval_scale_for(&city, rate as f64)?;
+    let start = 1_784_073_600_000;
+    let mut sim = Simulator::with_interval_scale(&city, 7, start, Schedule::Realistic, scale);
+    let wanted = ((rate * seconds) as usize).min(MAX_CITY_LINES);
+    let mut events = Vec::new();
+    let mut until = start;
+    let mut lines = Vec::with_capacity(wanted);
+    let mut text = String::new();
+    while lines.len() < wanted && until < start + 86_400_000 {
+        until += 1000;
+        sim.advance_to(until, &mut events);
+        for e in events.drain(..) {
+            if lines.len() == wanted {
+                break;
+            }
+            text.clear();
+            e.write_json(&mut text);
+            // `{"stream":"…","ts":NUMBER,…}`: cut out the number.
+            let Some(at) = text.find("\"ts\":") else {
+                continue;
+            };
+            let head_end = at + 5;
+            let digits = text[head_end..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            lines.push(Background {
+                head: text.as_bytes()[..head_end].to_vec(),
+                tail: text.as_bytes()[head_end + digits..].to_vec(),
+            });
+        }
+    }
+    if lines.is_empty() {
+        return Err(format!("the {} city made no events", choice.name()));
+    }
+    Ok((lines, city))
+}
+
+/// Most background lines generated from a city (about 250 MB).
+const MAX_CITY_LINES: usize = 2_000_000;
 
 /// The server's own view of one run, from `/metrics` at its end.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -216,15 +282,35 @@ pub fn run(opts: &LatencyOptions) -> Result<LatencyReport, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let background = background_lines(42);
+    let library = super::rule_files(&opts.rules)?;
     let mut rates = Vec::new();
     let mut workers = 0;
     for &rate in &opts.rates {
         let dir = TempDir::new("latency")?;
         let rules_dir = dir.path().join("rules");
-        std::fs::create_dir_all(&rules_dir).map_err(|e| format!("{}: {e}", rules_dir.display()))?;
-        std::fs::write(rules_dir.join("probe.rules"), PROBE_RULE)
-            .map_err(|e| format!("{}: {e}", rules_dir.display()))?;
+        let io = |p: &std::path::Path, e: std::io::Error| format!("{}: {e}", p.display());
+        std::fs::create_dir_all(&rules_dir).map_err(|e| io(&rules_dir, e))?;
+        std::fs::write(rules_dir.join("probe.rules"), PROBE_RULE).map_err(|e| io(&rules_dir, e))?;
+        for (i, file) in library.iter().enumerate() {
+            let name = file.file_name().map_or_else(
+                || format!("library-{i}.rules"),
+                |n| format!("{i}-{}", n.to_string_lossy()),
+            );
+            std::fs::copy(file, rules_dir.join(&name)).map_err(|e| io(file, e))?;
+        }
+        let (background, reference) = match opts.city {
+            None => (background_lines(42), None),
+            Some(choice) => {
+                eprintln!(
+                    "jingzhi: bench latency: simulating the {} city at {rate} events/s",
+                    choice.name()
+                );
+                let (lines, city) = city_background(choice, rate, 20)?;
+                let path = dir.path().join("city.reference.json");
+                write_reference(&city, &path).map_err(|e| io(&path, e))?;
+                (lines, Some(path))
+            }
+        };
         let mut args: Vec<OsString> = vec![
             "--listen".into(),
             "127.0.0.1:0".into(),
@@ -233,6 +319,10 @@ pub fn run(opts: &LatencyOptions) -> Result<LatencyReport, String> {
             "--rules".into(),
             rules_dir.into_os_string(),
         ];
+        if let Some(path) = reference {
+            args.push("--reference".into());
+            args.push(path.into_os_string());
+        }
         if let Some(w) = opts.workers {
             args.push("--workers".into());
             args.push(w.max(1).to_string().into());
@@ -251,6 +341,7 @@ pub fn run(opts: &LatencyOptions) -> Result<LatencyReport, String> {
             opts.event_age_ms,
             &background,
         ));
+        drop(background);
         let peak = server.peak_rss_bytes();
         server.stop();
         let (w, mut report) = result?;
@@ -307,7 +398,7 @@ async fn one_rate(
     duration_ms: u64,
     connections: usize,
     event_age_ms: u64,
-    background: &[Vec<u8>],
+    background: &[Background],
 ) -> Result<(u64, RateReport), String> {
     let client = client(connections)?;
     let status = get_json(&client, &format!("{}/api/v1/status", server.base)).await?;
@@ -385,9 +476,10 @@ async fn one_rate(
             carried.push(n);
         }
         for _ in probes..events {
-            body.extend_from_slice(b"{\"stream\":\"sensor\",\"ts\":");
+            let line = &background[cursor];
+            body.extend_from_slice(&line.head);
             body.extend_from_slice(ts.as_bytes());
-            body.extend_from_slice(&background[cursor]);
+            body.extend_from_slice(&line.tail);
             cursor = (cursor + 1) % background.len();
         }
         events_built += events;
@@ -545,7 +637,7 @@ fn probe_seq(text: &str) -> Option<u64> {
 
 /// Background sensor lines after their `ts` value: rainfall readings in
 /// random cells of the default grid, from a fixed seed.
-fn background_lines(seed: u64) -> Vec<Vec<u8>> {
+fn background_lines(seed: u64) -> Vec<Background> {
     let mut state = seed;
     let mut next = move || {
         // splitmix64
@@ -560,10 +652,13 @@ fn background_lines(seed: u64) -> Vec<Vec<u8>> {
             let cell = next() % PROBE_CELLS;
             let sensor = next() % 4;
             let value = (next() % 100_000) as f64 / 1000.0;
-            format!(
-                ",\"sensor_id\":\"s{cell}-{sensor}\",\"kind\":\"rainfall\",\"cell\":{cell},\"value\":{value:.3}}}\n"
-            )
-            .into_bytes()
+            Background {
+                head: b"{\"stream\":\"sensor\",\"ts\":".to_vec(),
+                tail: format!(
+                    ",\"sensor_id\":\"s{cell}-{sensor}\",\"kind\":\"rainfall\",\"cell\":{cell},\"value\":{value:.3}}}\n"
+                )
+                .into_bytes(),
+            }
         })
         .collect()
 }
@@ -576,8 +671,9 @@ mod tests {
     fn background_lines_are_events() {
         let lines = background_lines(1);
         assert_eq!(lines.len(), BACKGROUND_LINES);
-        let mut line = b"{\"stream\":\"sensor\",\"ts\":1767225600000".to_vec();
-        line.extend_from_slice(&lines[0]);
+        let mut line = lines[0].head.clone();
+        line.extend_from_slice(b"1767225600000");
+        line.extend_from_slice(&lines[0].tail);
         let v: Value = serde_json::from_slice(&line).expect("json");
         assert_eq!(v["kind"], "rainfall");
         assert!(v["cell"].as_u64().is_some_and(|c| c < PROBE_CELLS));

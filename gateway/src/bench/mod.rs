@@ -20,22 +20,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The rule files named: files as given, directories' `*.rules`.
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            files.extend(crate::rules_load::rule_files(p)?);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
 /// Reads rules from files and directories of `*.rules`.
 pub fn load_rules(paths: &[PathBuf], min_window_ms: u64) -> Result<Vec<RulePlan>, String> {
     let mut sources = Vec::new();
-    for p in paths {
-        let files = if p.is_dir() {
-            crate::rules_load::rule_files(p)?
-        } else {
-            vec![p.clone()]
-        };
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-            sources.push(SourceFile {
-                name: f.display().to_string(),
-                text,
-            });
-        }
+    for f in rule_files(paths)? {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        sources.push(SourceFile {
+            name: f.display().to_string(),
+            text,
+        });
     }
     let compiled = compile(&sources, &CheckOptions { min_window_ms });
     if compiled.has_errors() {
@@ -118,6 +124,10 @@ pub struct ReplayReport {
     pub intervals: Vec<Interval>,
     pub peak_rss_bytes: Option<u64>,
     pub window_records_at_end: u64,
+    /// Contributions placed (event × term × key) and value-only alert
+    /// updates held back by the update interval.
+    pub contributions: u64,
+    pub coalesced_updates: u64,
     pub plans: Vec<Arc<RulePlan>>,
     pub rule_ids: Vec<RuleId>,
 }
@@ -284,7 +294,14 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
             sent += 1;
             // The event clock follows what the workers have read so far;
             // later chunks hold later events, so none of them is late.
+            // At most one chunk per worker is read ahead of the clock:
+            // events far ahead of it only wait in their windows.
             while let Ok(r) = replies.try_recv() {
+                answered += 1;
+                absorb(r, &mut events, &mut rejected, &mut max_ts);
+            }
+            while sent - answered > opts.workers.max(1) {
+                let r = replies.recv().map_err(|_| "a worker stopped".to_string())?;
                 answered += 1;
                 absorb(r, &mut events, &mut rejected, &mut max_ts);
             }
@@ -319,6 +336,8 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport, String> {
             intervals,
             peak_rss_bytes: peak_rss_bytes(),
             window_records_at_end: engine.retained().window_records(),
+            contributions: engine.retained().contributions,
+            coalesced_updates: engine.retained().coalesced_updates,
             plans: plans_arc,
             rule_ids,
         })
@@ -607,7 +626,7 @@ pub fn print_report(text: &str, report: &impl serde::Serialize, json: bool) -> b
 /// Formats a replay report for people.
 pub fn describe(report: &ReplayReport, opts: &ReplayOptions) -> String {
     let mut s = format!(
-        "replay {}: {} events ({} rejected, {:.1} MB) with {} rule(s), {} worker(s): {:.3} s, {:.0} events/s; {} alert changes, {} alert intervals; peak RSS {}; window records at end {}",
+        "replay {}: {} events ({} rejected, {:.1} MB) with {} rule(s), {} worker(s): {:.3} s, {:.0} events/s; {} alert changes ({} value-only updates coalesced), {} alert intervals; peak RSS {}; {} contributions, window records at end {}",
         opts.events.display(),
         report.events,
         report.rejected,
@@ -617,10 +636,12 @@ pub fn describe(report: &ReplayReport, opts: &ReplayOptions) -> String {
         report.seconds,
         report.events_per_second(),
         report.changes,
+        report.coalesced_updates,
         report.intervals.len(),
         report
             .peak_rss_bytes
             .map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
+        report.contributions,
         report.window_records_at_end,
     );
     for (i, id) in report.rule_ids.iter().enumerate() {

@@ -285,7 +285,7 @@ pub fn interval_scale_for(city: &City, rate: f64) -> Result<f64, String> {
 /// always had it (a few hundred KB); the full-scale city's members are
 /// written one entry a line, so its tens of thousands of sensors, segments
 /// and cells stay a few MB and readable with `grep`.
-fn write_reference(city: &City, path: &Path) -> io::Result<()> {
+pub fn write_reference(city: &City, path: &Path) -> io::Result<()> {
     let file = city.reference_file();
     let mut out = BufWriter::new(File::create(path)?);
     if city.sensors.len() + city.segments.len() <= 10_000 {
