@@ -34,7 +34,7 @@
 
 use crate::place::{KeyInput, SummaryMsg, WindowStats};
 use crate::queue::{first, Queued, Work};
-use crate::registry::PlanRegistry;
+use crate::registry::{as_plain_count, PlanRegistry};
 use crate::slices::{Calendar, Piece, SliceWindow, Summary};
 use crate::sources::{route_input, Control};
 use crate::temporal::Temporal;
@@ -51,9 +51,39 @@ use timely::dataflow::StreamVec;
 
 /// An installed rule as the operator sees it.
 struct Installed {
+    id: RuleId,
     plan: Arc<RulePlan>,
     fast: FastRule,
-    terms: Vec<TermId>,
+    /// Its terms as it reads them, in the plan's order.
+    terms: Vec<RuleTerm>,
+    temporal: bool,
+}
+
+/// How a rule reads one of its terms from the shared window.
+#[derive(Copy, Clone)]
+struct RuleTerm {
+    id: TermId,
+    agg: AggFn,
+    reading: Reading,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Reading {
+    /// As merged (the distinct count is not its business).
+    Merged,
+    /// A plain count computed on a shared sum (`registry::term_shape`).
+    PlainCount,
+    Distinct,
+}
+
+impl RuleTerm {
+    fn read(&self, s: &TermStats) -> TermStats {
+        match self.reading {
+            Reading::Merged => TermStats { distinct: 0, ..*s },
+            Reading::PlainCount => as_plain_count(s),
+            Reading::Distinct => *s,
+        }
+    }
 }
 
 struct TermInfo {
@@ -220,55 +250,83 @@ struct Scratch {
     values: Vec<Option<f64>>,
     cache: Vec<(TermId, TermStats, bool)>,
     tokens: Vec<u64>,
-    candidates: Vec<RuleId>,
+    candidates: Vec<u32>,
     changed: Vec<TermId>,
 }
 
-/// The installed rules, as every key reads them.
+/// The installed rules, as every key reads them. Rules are referred to by
+/// their place in `list` (dense, reused after a removal).
 #[derive(Default)]
 struct Rules {
-    installed: FxHashMap<RuleId, Installed>,
+    list: Vec<Option<Installed>>,
+    index: FxHashMap<RuleId, u32>,
     terms: FxHashMap<TermId, TermInfo>,
-    by_group: [Vec<RuleId>; 4],
-    term_rules: FxHashMap<TermId, Vec<RuleId>>,
+    by_group: [Vec<u32>; 4],
+    term_rules: FxHashMap<TermId, Vec<u32>>,
 }
 
 impl Rules {
+    fn get(&self, at: u32) -> Option<&Installed> {
+        self.list.get(at as usize).and_then(Option::as_ref)
+    }
+
     /// Applies a rule install or removal; returns the terms no rule uses
     /// any more, or `None` if nothing changed.
     fn apply(&mut self, registry: &PlanRegistry, control: &Control) -> Option<Vec<TermId>> {
         match control {
             Control::AddRule(id) => {
                 let info = registry.info(*id)?;
+                let mut terms = Vec::with_capacity(info.term_ids.len());
                 for (term, tid) in info.plan.terms.iter().zip(&info.term_ids) {
+                    let distinct = term.agg == AggFn::CountDistinct;
                     self.terms
                         .entry(*tid)
                         .and_modify(|t| t.users += 1)
-                        .or_insert(TermInfo {
-                            users: 1,
-                            distinct: term.agg == AggFn::CountDistinct,
-                        });
+                        .or_insert(TermInfo { users: 1, distinct });
+                    let reading = if distinct {
+                        Reading::Distinct
+                    } else if term.agg == AggFn::Count && term.value.is_none() {
+                        Reading::PlainCount
+                    } else {
+                        Reading::Merged
+                    };
+                    terms.push(RuleTerm {
+                        id: *tid,
+                        agg: term.agg,
+                        reading,
+                    });
                 }
-                self.installed.insert(
-                    *id,
-                    Installed {
-                        plan: info.plan.clone(),
-                        fast: FastRule::new(&info.plan),
-                        terms: info.term_ids.clone(),
-                    },
-                );
+                let installed = Installed {
+                    id: *id,
+                    fast: FastRule::new(&info.plan),
+                    temporal: info.plan.is_temporal(),
+                    plan: info.plan.clone(),
+                    terms,
+                };
+                let at = match self.list.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.list[free] = Some(installed);
+                        free
+                    }
+                    None => {
+                        self.list.push(Some(installed));
+                        self.list.len() - 1
+                    }
+                };
+                self.index.insert(*id, at as u32);
                 self.reindex();
                 Some(Vec::new())
             }
             Control::RemoveRule(id) => {
-                let rule = self.installed.remove(id)?;
+                let at = self.index.remove(id)?;
+                let rule = self.list.get_mut(at as usize)?.take()?;
                 let mut dead = Vec::new();
-                for tid in &rule.terms {
-                    if let Some(t) = self.terms.get_mut(tid) {
+                for rt in &rule.terms {
+                    if let Some(t) = self.terms.get_mut(&rt.id) {
                         t.users -= 1;
                         if t.users == 0 {
-                            self.terms.remove(tid);
-                            dead.push(*tid);
+                            self.terms.remove(&rt.id);
+                            dead.push(rt.id);
                         }
                     }
                 }
@@ -284,15 +342,17 @@ impl Rules {
             list.clear();
         }
         self.term_rules.clear();
-        let mut ids: Vec<RuleId> = self.installed.keys().copied().collect();
-        ids.sort_unstable();
-        for id in &ids {
-            let r = &self.installed[id];
-            self.by_group[group_index(r.plan.group_by)].push(*id);
-            for tid in &r.terms {
-                let users = self.term_rules.entry(*tid).or_default();
-                if !users.contains(id) {
-                    users.push(*id);
+        let mut order: Vec<(RuleId, u32)> = self.index.iter().map(|(r, a)| (*r, *a)).collect();
+        order.sort_unstable();
+        for (_, at) in order {
+            let Some(r) = self.list.get(at as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            self.by_group[group_index(r.plan.group_by)].push(at);
+            for tid in r.terms.iter().map(|t| t.id) {
+                let users = self.term_rules.entry(tid).or_default();
+                if !users.contains(&at) {
+                    users.push(at);
                 }
             }
         }
@@ -376,42 +436,54 @@ impl KeysState {
         if due.is_empty() {
             return;
         }
-        let mut staged: Vec<(u32, KeyInput)> = Vec::new();
+        let mut pieces: Vec<(u32, Piece)> = Vec::new();
+        let mut touched: Vec<u32> = Vec::new();
         for x in due.into_values().flatten() {
-            let (key, live) = match &x {
-                KeyInput::Piece(key, piece) => (*key, self.rules.terms.contains_key(&piece.term)),
-                KeyInput::Summary(s) => (
-                    s.key,
-                    self.rules.terms.contains_key(&s.term)
-                        && (s.summary.is_some() || self.index.contains_key(&s.key)),
-                ),
-                KeyInput::Sourced(..) => continue,
-            };
-            if live {
-                staged.push((self.slot_of(key), x));
+            match x {
+                KeyInput::Piece(key, piece) if self.rules.terms.contains_key(&piece.term) => {
+                    pieces.push((self.slot_of(key), piece));
+                }
+                KeyInput::Summary(s)
+                    if self.rules.terms.contains_key(&s.term)
+                        && (s.summary.is_some() || self.index.contains_key(&s.key)) =>
+                {
+                    let slot = self.slot_of(s.key);
+                    self.on_share(slot, *s);
+                    touched.push(slot);
+                }
+                _ => {}
             }
         }
-        // By key, and in time order within a key (the sort is stable).
-        staged.sort_by_key(|(slot, _)| *slot);
-        let mut staged = staged.into_iter().peekable();
-        while let Some((slot, x)) = staged.next() {
-            self.take_in(slot, x);
-            while let Some((_, x)) = staged.next_if(|(s, _)| *s == slot) {
-                self.take_in(slot, x);
+        // By key (a counting sort: keys are dense numbers), in time order
+        // within a key.
+        let mut starts = vec![0u32; self.slots.len() + 1];
+        for (slot, _) in &pieces {
+            starts[*slot as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut order = vec![0u32; pieces.len()];
+        for (i, (slot, _)) in pieces.iter().enumerate() {
+            let at = &mut starts[*slot as usize];
+            order[*at as usize] = i as u32;
+            *at += 1;
+        }
+        for i in order {
+            let (slot, piece) = pieces[i as usize];
+            if touched.last() != Some(&slot) {
+                touched.push(slot);
             }
+            self.on_piece(slot, piece);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for slot in touched {
             if run {
                 self.run_key(slot, bound, None, out);
             } else {
                 self.schedule(slot);
             }
-        }
-    }
-
-    fn take_in(&mut self, slot: u32, x: KeyInput) {
-        match x {
-            KeyInput::Piece(_, piece) => self.on_piece(slot, piece),
-            KeyInput::Summary(s) => self.on_share(slot, *s),
-            KeyInput::Sourced(..) => {}
         }
     }
 
@@ -544,7 +616,7 @@ impl KeysState {
             candidates.extend_from_slice(&rules.by_group[group_index(group_of(&key))]);
             // Rules no longer installed retract what they emitted.
             state.rules.retain_mut(|r| {
-                if rules.installed.contains_key(&r.rule) {
+                if rules.index.contains_key(&r.rule) {
                     return true;
                 }
                 if let Some(old) = r.emitted.take() {
@@ -558,89 +630,74 @@ impl KeysState {
                     candidates.extend_from_slice(users);
                 }
             }
-            let many_sources = scratch.changed.len() > 1 || woken;
             if woken {
-                candidates.extend(
-                    state
-                        .rules
-                        .iter()
-                        .filter(|r| r.wake.is_some_and(|w| w <= now))
-                        .map(|r| r.rule),
-                );
+                for r in &state.rules {
+                    if r.wake.is_some_and(|w| w <= now) {
+                        if let Some(at) = rules.index.get(&r.rule) {
+                            candidates.push(*at);
+                        }
+                    }
+                }
             }
-            if many_sources {
+            if scratch.changed.len() > 1 || woken {
                 candidates.sort_unstable();
                 candidates.dedup();
             }
         }
         scratch.cache.clear();
         for i in 0..scratch.candidates.len() {
-            let id = scratch.candidates[i];
-            let Some(rule) = rules.installed.get(&id) else {
+            let Some(rule) = rules.get(scratch.candidates[i]) else {
                 continue;
             };
-            let plan = &*rule.plan;
+            let (id, plan) = (rule.id, &*rule.plan);
             // The rule's term values at this key.
             let mut has_data = false;
             scratch.stats.clear();
-            for (term, tid) in plan.terms.iter().zip(&rule.terms) {
-                let (mut s, data) = match scratch.cache.iter().find(|(t, _, _)| t == tid) {
+            scratch.values.clear();
+            for rt in &rule.terms {
+                let (s, data) = match scratch.cache.iter().find(|(t, _, _)| *t == rt.id) {
                     Some((_, s, d)) => (*s, *d),
                     None => {
-                        let (s, d) = match state.terms.iter().find(|t| t.term == *tid) {
+                        let (s, d) = match state.terms.iter().find(|t| t.term == rt.id) {
                             Some(ts) => (ts.stats(&mut scratch.tokens), ts.has_data()),
                             None => (TermStats::default(), false),
                         };
-                        scratch.cache.push((*tid, s, d));
+                        scratch.cache.push((rt.id, s, d));
                         (s, d)
                     }
                 };
                 has_data |= data;
-                if term.agg != AggFn::CountDistinct {
-                    // Only a distinct count collects tokens.
-                    s.distinct = 0;
-                }
+                let s = rt.read(&s);
+                scratch.values.push(s.value(rt.agg));
                 scratch.stats.push(s);
             }
-            scratch.values.clear();
-            scratch.values.extend(
-                plan.terms
-                    .iter()
-                    .zip(&scratch.stats)
-                    .map(|(t, s)| s.value(t.agg)),
-            );
             let at = state.rules.iter().position(|r| r.rule == id);
-            let (active, hold_wake) = if plan.is_temporal() {
+            let (active, hold_wake, at) = if rule.temporal {
                 let mut machine = at.map_or(Temporal::default(), |i| state.rules[i].temporal);
                 let values = has_data.then_some(scratch.values.as_slice());
                 let (active, wake) = machine.step(plan, &rule.fast, now, values);
                 if at.is_none() && machine.is_idle() {
                     continue;
                 }
-                let i = match at {
-                    Some(i) => i,
-                    None => {
-                        state.rules.push(RuleSlot::new(id));
-                        state.rules.len() - 1
-                    }
-                };
-                state.rules[i].temporal = machine;
-                (active && has_data, wake)
-            } else {
-                let holds = has_data && rule.fast.condition.truth(&scratch.values) == Some(true);
-                if at.is_none() && !holds {
-                    continue;
-                }
-                (holds, None)
-            };
-            let i = match state.rules.iter().position(|r| r.rule == id) {
-                Some(i) => i,
-                None => {
+                let i = at.unwrap_or_else(|| {
                     state.rules.push(RuleSlot::new(id));
                     state.rules.len() - 1
-                }
+                });
+                state.rules[i].temporal = machine;
+                (active && has_data, wake, i)
+            } else {
+                let holds = has_data && rule.fast.condition.truth(&scratch.values) == Some(true);
+                let Some(i) = at.or_else(|| {
+                    holds.then(|| {
+                        state.rules.push(RuleSlot::new(id));
+                        state.rules.len() - 1
+                    })
+                }) else {
+                    continue;
+                };
+                (holds, None, i)
             };
-            let slot_state = &mut state.rules[i];
+            let slot_state = &mut state.rules[at];
             slot_state.wake = hold_wake;
             if !active {
                 slot_state.deferred = false;
@@ -652,18 +709,18 @@ impl KeysState {
             }
             let severity = rule.fast.severity_for(plan, &scratch.values);
             if let Some(old) = &slot_state.emitted {
-                let same_values = old.values.len() == scratch.values.len()
-                    && old
-                        .values
-                        .iter()
-                        .zip(&scratch.values)
-                        .all(|(a, b)| *a == b.map(F64))
-                    && old
-                        .evidence
-                        .iter()
-                        .zip(&scratch.stats)
-                        .all(|(a, b)| *a == TermEvidence::of(b));
                 if old.severity == severity {
+                    let same_values = old.values.len() == scratch.values.len()
+                        && old
+                            .values
+                            .iter()
+                            .zip(&scratch.values)
+                            .all(|(a, b)| *a == b.map(F64))
+                        && old
+                            .evidence
+                            .iter()
+                            .zip(&scratch.stats)
+                            .all(|(a, b)| *a == TermEvidence::of(b));
                     if same_values {
                         slot_state.deferred = false;
                         continue;
@@ -690,7 +747,9 @@ impl KeysState {
             slot_state.emitted_at = now;
             slot_state.deferred = false;
         }
-        state.rules.retain(|r| !r.is_idle());
+        if state.rules.iter().any(RuleSlot::is_idle) {
+            state.rules.retain(|r| !r.is_idle());
+        }
     }
 
     /// Applies rule installs and removals; returns whether any happened.

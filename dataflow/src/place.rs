@@ -18,7 +18,7 @@
 //! reach in use and by a count), so that a rule installed while running
 //! starts with full windows.
 
-use crate::registry::term_id;
+use crate::registry::{term_id, term_shape};
 use crate::slices::{Piece, Summary};
 use crate::types::{GroupKey, Place, RuleId, TermId, Time};
 use jingzhi_rules::event::{parse_line, Body, Event, ParseContext};
@@ -200,9 +200,8 @@ pub fn placement(term: &Term, ts: Time, resolution_ms: u64) -> (Time, Time) {
 #[derive(Clone)]
 struct PlacedTerm {
     id: TermId,
-    /// A plan that has the term, and where.
-    plan: Arc<RulePlan>,
-    index: usize,
+    /// What is computed (`registry::term_shape`).
+    shape: Arc<Term>,
     group_by: GroupBy,
     rings: u32,
     distinct: bool,
@@ -213,7 +212,7 @@ struct PlacedTerm {
 
 impl PlacedTerm {
     fn term(&self) -> &Term {
-        &self.plan.terms[self.index]
+        &self.shape
     }
 }
 
@@ -386,15 +385,14 @@ impl PlaceState {
             return;
         }
         let mut fresh: Vec<PlacedTerm> = Vec::new();
-        for (index, term) in plan.terms.iter().enumerate() {
+        for term in &plan.terms {
             let id = term_id(term, plan.group_by);
             match self.terms.get_mut(&id) {
                 Some(t) => t.users += 1,
                 None => {
                     let t = PlacedTerm {
                         id,
-                        plan: plan.clone(),
-                        index,
+                        shape: Arc::new(term_shape(term)),
                         group_by: plan.group_by,
                         rings: term.rings,
                         distinct: term.agg == AggFn::CountDistinct,

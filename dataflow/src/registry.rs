@@ -5,7 +5,8 @@
 //! version their data was computed for.
 
 use crate::types::{RuleId, TermId};
-use jingzhi_rules::plan::{AggFn, GroupBy, RulePlan, Term};
+use jingzhi_rules::plan::{AggFn, Expr, GroupBy, RulePlan, Term, TermStats};
+use jingzhi_rules::schema::{Field, StreamKind, Type};
 use jingzhi_rules::Sym;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -21,23 +22,47 @@ pub struct PlanInfo {
     pub term_ids: Vec<TermId>,
 }
 
-/// The shared term a rule's term is computed as. Two terms — of one rule
-/// or of different rules — that read the same events the same way get the
-/// same id and are computed once: the name, whether it is shown, and the
-/// aggregate (except where it changes what is collected: `count` admits
-/// non-numeric values, `count_distinct` collects tokens) do not matter.
-pub fn term_id(term: &Term, group_by: GroupBy) -> TermId {
-    let agg = match term.agg {
-        AggFn::Count => AggFn::Count,
-        AggFn::CountDistinct => AggFn::CountDistinct,
-        AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max | AggFn::Last => AggFn::Sum,
+/// The field every event of a stream carries as a number, if any.
+fn always_numeric(stream: StreamKind) -> Option<Field> {
+    stream
+        .fields()
+        .iter()
+        .find(|d| d.required && d.ty == Type::Number)
+        .map(|d| d.field)
+}
+
+/// What the engine computes for a rule's term. The name, whether it is
+/// shown, and the aggregate do not matter — all but `count` and
+/// `count_distinct` merge the same partials — except where they change what
+/// is collected. A plain count of a stream whose events all carry a
+/// number is the count of a sum over that number: `count(traffic) over 5m`
+/// and `avg(traffic.speed_kmh) over 5m` share one window.
+pub fn term_shape(term: &Term) -> Term {
+    let (agg, value) = match term.agg {
+        AggFn::Count if term.value.is_none() => match always_numeric(term.stream) {
+            Some(f) => (AggFn::Sum, Some(Expr::Field(f))),
+            None => (AggFn::Count, None),
+        },
+        AggFn::Count => (AggFn::Count, term.value.clone()),
+        AggFn::CountDistinct => (AggFn::CountDistinct, term.value.clone()),
+        AggFn::Sum | AggFn::Avg | AggFn::Min | AggFn::Max | AggFn::Last => {
+            (AggFn::Sum, term.value.clone())
+        }
     };
-    let shape = Term {
+    Term {
         name: String::new(),
         hidden: false,
         agg,
+        value,
         ..term.clone()
-    };
+    }
+}
+
+/// The shared term a rule's term is computed as: a hash of its shape
+/// ([`term_shape`]) and grouping. Two terms — of one rule or of different
+/// rules — with the same id are computed once.
+pub fn term_id(term: &Term, group_by: GroupBy) -> TermId {
+    let shape = term_shape(term);
     // Plans serialise deterministically (structs, vectors, no maps);
     // a plan that fails to serialise gets a term of its own.
     let text = serde_json::to_string(&(shape, group_by)).unwrap_or_else(|_| format!("{term:?}"));
@@ -47,6 +72,23 @@ pub fn term_id(term: &Term, group_by: GroupBy) -> TermId {
         h = h.wrapping_mul(0x100_0000_01b3);
     }
     h
+}
+
+/// A plain count's statistics, read from its shared sum term: each event
+/// counted as 1, as if it had been computed on its own.
+pub fn as_plain_count(s: &TermStats) -> TermStats {
+    if s.count == 0 {
+        return TermStats::default();
+    }
+    TermStats {
+        count: s.count,
+        sum: s.count as f64,
+        min: 1.0,
+        max: 1.0,
+        last_ts: s.last_ts,
+        last: 1.0,
+        distinct: 0,
+    }
 }
 
 #[derive(Clone, Default)]

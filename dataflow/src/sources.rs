@@ -292,6 +292,7 @@ impl SourcesState {
         let later = self.arriving.split_off(&bound);
         let due = std::mem::replace(&mut self.arriving, later);
         let mut pieces: Vec<(Place, Piece)> = due.into_values().flatten().collect();
+        // Stable: a source's pieces stay in time order.
         pieces.sort_by_key(|(place, piece)| (piece.term, *place));
         for (place, piece) in pieces {
             self.on_piece(place, piece);
